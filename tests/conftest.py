@@ -1,0 +1,27 @@
+"""Shared pytest configuration for socstack.wazuh_iris.
+
+Fixtures that belong to one component live beside that component's tests; this file only holds
+what every test area needs.
+"""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Host programs in files/ and the emulators in tests/ are imported directly by the tests.
+for extra in (ROOT, ROOT / "files"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+SHARED = Path(os.environ.get("SOCSTACK_SHARED", ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_reference():
+    """Path of ../shared/reference; tests that need it skip when the folder is absent."""
+    ref = SHARED / "reference"
+    if not ref.is_dir():
+        pytest.skip(f"reference material not found at {ref} (it ships beside the repo, not in it)")
+    return ref
