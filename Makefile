@@ -88,6 +88,7 @@ lint: venv
 sanity: venv
 	rm -rf $(SANITY_DIR) && mkdir -p $(SANITY_DIR)
 	git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} cp --parents -P {} $(SANITY_DIR)/ 2>/dev/null || true
+	cd $(SANITY_DIR) && git init -q . && git add -A  # its own repo: the outer one ignores .cache
 	lab/ansible-test-offline.sh
 	cd $(SANITY_DIR) && $(BIN)/ansible-test sanity --venv --python 3.11 --color no
 

@@ -20,15 +20,20 @@ def run(cmd, **kw):
 def installed(tmp_path_factory):
     """Builds the tarball and installs it into an empty collections path (no Galaxy access)."""
     tmp = tmp_path_factory.mktemp("build")
+    # Only the tarball may provide the collection: drop the working tree's collection path.
+    clean = {k: v for k, v in os.environ.items() if k != "ANSIBLE_COLLECTIONS_PATH"}
     build = run([str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp), str(ROOT)])
     assert build.returncode == 0, build.stderr
     tarballs = list(tmp.glob("socstack-wazuh_iris-*.tar.gz"))
     assert len(tarballs) == 1, tarballs
     dest = tmp / "collections"
-    inst = run([str(BIN / "ansible-galaxy"), "collection", "install", "--no-deps", "-p", str(dest), str(tarballs[0])])
+    inst = run(
+        [str(BIN / "ansible-galaxy"), "collection", "install", "--no-deps", "-p", str(dest), str(tarballs[0])],
+        env=clean,
+    )
     assert inst.returncode == 0, inst.stderr
     bundled = Path(yaml.__file__).parents[1]  # site-packages holds the `ansible` package's collections
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=f"{dest}:{bundled}")
+    env = dict(clean, ANSIBLE_COLLECTIONS_PATH=f"{dest}:{bundled}")
     return {"tarball": tarballs[0], "env": env, "dest": dest}
 
 
