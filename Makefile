@@ -34,8 +34,8 @@ $(VENV)/.stamp: requirements/controller.txt requirements/dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "ERROR: $(PYTHON) not found (need Python 3.11)"; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
 		|| { echo "ERROR: $(PYTHON) is not Python 3.11 (set PYTHON=python3.11)"; exit 1; }
-	rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
+	@# a venv whose interpreter is gone (moved machine, upgraded Python) is rebuilt; else updated
+	$(BIN)/python -c 'import sys' 2>/dev/null || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements/dev.txt
 	@mkdir -p $$($(BIN)/python -c 'import sys,os;print(os.path.expanduser("~/.docker/cli-plugins"))')
 	ln -sf $(BIN)/docker-compose $$HOME/.docker/cli-plugins/docker-compose
