@@ -25,3 +25,23 @@ def shared_reference():
     if not ref.is_dir():
         pytest.skip(f"reference material not found at {ref} (it ships beside the repo, not in it)")
     return ref
+
+
+# --- DFIR-IRIS emulator (tests/emulators/iris.py) -------------------------------------------------------
+IRIS_ADMIN_KEY = "emulated-iris-admin-key-" + "0123456789abcdef" * 2 + "01234567"  # 64 characters
+
+
+@pytest.fixture
+def iris_admin_key():
+    """API key of the emulator's first-boot administrator (user id 1)."""
+    return IRIS_ADMIN_KEY
+
+
+@pytest.fixture
+def iris_emulator(iris_admin_key):
+    """A started DFIR-IRIS 2.4.20 emulator in its first-boot state, stopped after the test."""
+    from tests.emulators.iris import IrisEmulator
+
+    emulator = IrisEmulator(admin_api_key=iris_admin_key).start()
+    yield emulator
+    emulator.stop()

@@ -21,8 +21,9 @@ def test_execution_environment_context(tmp_path):
         pytest.skip("ansible-builder is not installed (it is in requirements/dev.txt)")
     galaxy = yaml.safe_load((ROOT / "galaxy.yml").read_text())
     tarball = ROOT / ".cache" / "dist" / f"socstack-wazuh_iris-{galaxy['version']}.tar.gz"
+    galaxy_cli = str(BIN / "ansible-galaxy")
     build = subprocess.run(
-        [str(BIN / "ansible-galaxy"), "collection", "build", "--force", "--output-path", str(tarball.parent), str(ROOT)],
+        [galaxy_cli, "collection", "build", "--force", "--output-path", str(tarball.parent), str(ROOT)],
         capture_output=True, text=True, check=False, timeout=120,
     )
     assert build.returncode == 0, build.stderr

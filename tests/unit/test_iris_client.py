@@ -1,0 +1,288 @@
+"""The IRIS client in plugins/module_utils/iris.py, against the IRIS emulator (tests/emulators/iris.py).
+
+Every error path a user can meet is checked for its message, its HTTP status, and for the absence of
+the API key in the message.
+"""
+import http.server
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.emulators.iris import IrisEmulator
+
+ADMIN_KEY = "A" * 64
+
+
+@pytest.fixture(scope="module")
+def iris(collection_root):
+    """The module_utils module, imported through the collection path."""
+    from ansible_collections.socstack.wazuh_iris.plugins.module_utils import iris as module
+
+    return module
+
+
+@pytest.fixture
+def emu():
+    emulator = IrisEmulator(admin_api_key=ADMIN_KEY).start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def client(iris, emu):
+    return iris.IrisClient(emu.url, ADMIN_KEY, timeout=5)
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 made with the openssl CLI: (cert, key)."""
+    if not shutil.which("openssl"):
+        pytest.skip("the openssl CLI is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_emu(tls_files):
+    cert, key = tls_files
+    emulator = IrisEmulator(admin_api_key=ADMIN_KEY, tls_cert=str(cert), tls_key=str(key)).start()
+    yield emulator
+    emulator.stop()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def failure(call, *args, **kwargs):
+    """The IrisError raised by ``call``; fails the test when nothing is raised."""
+    with pytest.raises(Exception) as caught:
+        call(*args, **kwargs)
+    assert type(caught.value).__name__ == "IrisError", repr(caught.value)
+    assert ADMIN_KEY not in caught.value.message
+    return caught.value
+
+
+# -- success path ------------------------------------------------------------------------------
+
+
+def test_envelope_is_unpacked(client):
+    versions = client.get("/api/versions")
+    assert versions["iris_current"] == "v2.4.20"
+    assert client.get("/api/ping") == []
+
+
+def test_key_is_sent_as_bearer_and_reaches_the_admin(client, emu):
+    client.ping()
+    assert emu.request_log[-1][:4] == ("GET", "/api/ping", "administrator", 200)
+
+
+def test_lookups_by_name(client):
+    # Fresh 2.4.20 ids, not in natural order (reference: iris-2.4.20.md, Alerts).
+    assert client.severity_id("High") == 5
+    assert client.severity_id("medium") == 1
+    assert client.status_id("New") == 2
+    assert client.status_id("in progress") == 4
+    assert client.resolve_groups(["analysts", "ADMINISTRATORS"]) == {2: "Analysts", 1: "Administrators"}
+    assert client.resolve_customers(["irisinitialclient"]) == {1: "IrisInitialClient"}
+    assert client.find_customer("IRISINITIALCLIENT")["customer_id"] == 1
+    assert client.find_group("nope") is None
+
+
+def test_unknown_lookup_names_are_listed(client):
+    err = failure(client.severity_id, "Severe")
+    assert "unknown severity name(s): Severe" in err.message
+    assert "Critical" in err.message and "Informational" in err.message
+    err = failure(client.resolve_groups, ["Analysts", "Ghosts", "Spooks"])
+    assert "unknown group name(s): Ghosts, Spooks" in err.message
+
+
+def test_user_logins_are_exact(client, emu):
+    emu.add_user("alice")
+    emu.add_user("ALICE")
+    assert client.find_user("alice")["user_login"] == "alice"
+    assert client.find_user("ALICE")["user_login"] == "ALICE"
+    assert client.find_user("Alice") is None
+
+
+def test_permission_names(iris):
+    # Analysts' mask 1133 = 1+4+8+32+64+1024 (reference: transcripts README, first-boot state).
+    assert iris.permission_names(1133) == [
+        "standard_user", "alerts_read", "alerts_write", "search_across_cases", "customers_read", "activities_read",
+    ]
+    assert iris.permission_names(0) == []
+    assert sum(iris.PERMISSIONS.values()) == 4095
+
+
+# -- errors reported by IRIS ---------------------------------------------------------------------
+
+
+def test_wrong_key(iris, emu):
+    err = failure(iris.IrisClient(emu.url, "B" * 64).ping)
+    assert err.message.startswith("IRIS rejected the API key (401)")
+    assert err.status == 401
+    assert "B" * 64 not in err.message
+
+
+def test_400_carries_message_and_field_errors(client):
+    client.post("/manage/customers/add", {"customer_name": "Acme Corp"})
+    err = failure(client.post, "/manage/customers/add", {"customer_name": "ACME CORP"})
+    assert err.status == 400
+    assert err.message == (
+        "IRIS refused POST /manage/customers/add (400): Error adding customer; customer_name: Customer already exists"
+    )
+    assert err.data == {"customer_name": ["Customer already exists"]}
+
+
+def test_400_with_a_list_in_data(client):
+    acme = client.post("/manage/customers/add", {"customer_name": "Acme Corp"})
+    client.post("/manage/customers/add", {"customer_name": "Globex"})
+    err = failure(client.post, "/manage/customers/update/%d" % acme["customer_id"], {"customer_name": "GLOBEX"})
+    assert err.status == 400
+    assert err.message.endswith("(400): Customer already exists")
+
+
+def test_403_carries_the_server_message(iris, emu):
+    _bot_id, bot_key = emu.add_user("soar-bot")
+    err = failure(iris.IrisClient(emu.url, bot_key).list_users)
+    assert err.status == 403
+    assert "Permission denied" in err.message
+    assert bot_key not in err.message
+
+
+def test_500_html_page_gives_status_and_first_line(client):
+    # A missing customer id answers a 500 HTML page on the real server (transcripts: customers).
+    err = failure(client.get, "/manage/customers/99999")
+    assert err.status == 500
+    assert err.message.startswith("IRIS answered HTTP 500 to GET /manage/customers/99999: ")
+    detail = err.message.split(": ", 1)[1]
+    assert detail and "<" not in detail
+
+
+def test_injected_503_envelope(client, emu):
+    emu.add_hook(lambda phase, method, path, *rest: (503, {"status": "error", "message": "busy", "data": []})
+                 if phase == "before" and path == "/api/ping" else None)
+    err = failure(client.ping)
+    assert (err.status, err.message) == (503, "IRIS refused GET /api/ping (503): busy")
+
+
+# -- transport failures --------------------------------------------------------------------------
+
+
+def test_unreachable_url_names_url_and_os_error(iris):
+    port = free_port()
+    err = failure(iris.IrisClient("http://user:s3cret@127.0.0.1:%d" % port, ADMIN_KEY, timeout=3).ping)
+    assert err.message.startswith("Cannot reach IRIS at http://127.0.0.1:%d: " % port)
+    assert "Connection refused" in err.message
+    assert "s3cret" not in err.message
+    assert err.status is None
+
+
+def test_outage_then_recovery(client, emu):
+    emu.stop()
+    assert "Connection refused" in failure(client.ping).message
+    emu.start()
+    client.ping()
+
+
+def test_timeout_is_bounded(iris, emu):
+    emu.add_hook(lambda phase, method, path, *rest: time.sleep(2) if phase == "before" else None)
+    started = time.monotonic()
+    err = failure(iris.IrisClient(emu.url, ADMIN_KEY, timeout=1).ping)
+    assert time.monotonic() - started < 1.9
+    assert "did not answer GET /api/ping within 1 seconds" in err.message
+
+
+def test_tls_failure_names_the_options(iris, tls_emu):
+    assert tls_emu.url.startswith("https://")
+    err = failure(iris.IrisClient(tls_emu.url, ADMIN_KEY, timeout=5).ping)
+    assert err.message.startswith("TLS failure talking to %s" % tls_emu.url)
+    assert "ca_path" in err.message and "validate_certs" in err.message
+    assert "CERTIFICATE_VERIFY_FAILED" in err.message
+
+
+def test_tls_with_ca_path_or_without_validation(iris, tls_emu, tls_files):
+    iris.IrisClient(tls_emu.url, ADMIN_KEY, ca_path=str(tls_files[0]), timeout=5).ping()
+    iris.IrisClient(tls_emu.url, ADMIN_KEY, validate_certs=False, timeout=5).ping()
+
+
+def test_url_must_be_http(iris):
+    with pytest.raises(iris.IrisError, match="url must start with http:// or https://"):
+        iris.IrisClient("iris.example.org", ADMIN_KEY)
+
+
+# -- cookies and redirects -----------------------------------------------------------------------
+
+
+class _CookieSetter(http.server.BaseHTTPRequestHandler):
+    """Answers like IRIS (an envelope plus a session cookie) and records the headers it receives."""
+
+    seen = []
+
+    def do_GET(self):
+        type(self).seen.append((self.path, dict(self.headers)))
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "/api/ping")
+            body = b""
+        else:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            body = json.dumps({"status": "success", "message": "pong", "data": []}).encode()
+        self.send_header("Set-Cookie", "session=admin-session; Path=/; HttpOnly")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        """Silence."""
+
+
+@pytest.fixture
+def cookie_server():
+    _CookieSetter.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CookieSetter)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield "http://127.0.0.1:%d" % server.server_address[1], _CookieSetter.seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_no_cookie_is_ever_sent(iris, cookie_server):
+    url, seen = cookie_server
+    client = iris.IrisClient(url, ADMIN_KEY)
+    client.ping()
+    client.ping()
+    assert len(seen) == 2
+    for _path, headers in seen:
+        assert "Cookie" not in headers
+        assert headers["Authorization"] == "Bearer " + ADMIN_KEY
+
+
+def test_no_session_leaks_between_keys(iris, emu):
+    """The emulator, like IRIS, serves a returned session cookie as its user: none may ride along."""
+    _bot_id, bot_key = emu.add_user("soar-bot")
+    iris.IrisClient(emu.url, ADMIN_KEY).list_users()
+    assert failure(iris.IrisClient(emu.url, bot_key).list_users).status == 403
+    assert emu.request_log[-1] == ("GET", "/manage/users/list", "soar-bot", 403)
+
+
+def test_redirects_are_not_followed(iris, cookie_server):
+    url, seen = cookie_server
+    err = failure(iris.IrisClient(url, ADMIN_KEY).get, "/redirect")
+    assert err.status == 302
+    assert "redirect (302) to /api/ping" in err.message
+    assert [entry[0] for entry in seen] == ["/redirect"]
