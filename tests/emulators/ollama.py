@@ -1,0 +1,188 @@
+"""Emulator of the Ollama HTTP API (``/api/generate``, ``/api/chat``, ``/api/tags``), for tests.
+
+What it copies, from ../shared/reference/ai-triage.md ("Ollama HTTP API"): the request fields
+(``model``, ``prompt``/``messages``, ``stream``, ``system``, ``format``, ``options``); the non-streaming
+answer shapes of generate (``model, created_at, response, done, done_reason, total_duration,
+load_duration, prompt_eval_count, eval_count, eval_duration``, durations in ns) and chat
+(``message: {role: assistant, content}``, ``done``); newline-delimited JSON chunks when ``stream`` is
+left at its default (true); ``/api/tags`` listing ``{name, model, size, digest, details}``; and a
+404 ``{"error": "model '…' not found"}`` for a model that is not pulled.
+
+Test-only knobs (not claims about Ollama): ``latency`` (seconds per generate/chat), ``failure_rate``
+with a deterministic ``seed`` (a failed call answers 500 ``{"error": ...}``), a ``responder`` that
+writes the answer text, and ``calls`` (every generate/chat request with its outcome).
+Standard library only. Serves on 127.0.0.1, port 0 by default::
+
+    emu = OllamaEmulator(models=["phi4-mini:latest"], latency=0.2, failure_rate=0.1, seed=7).start()
+    ... emu.url ...
+    emu.stop()
+"""
+
+import hashlib
+import json
+import random
+import re
+import threading
+import time
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+DEFAULT_MODELS = ("phi4-mini:latest",)
+
+
+def default_responder(prompt, system, fmt):
+    """A plausible triage answer in the worker's JSON shape, mentioning the alert id it was asked about."""
+    match = re.search(r'"alert_id":\s*(\d+)', prompt)
+    alert = match.group(1) if match else "?"
+    return json.dumps({
+        "summary": f"Emulated triage of alert {alert}: repeated authentication failures from one source.",
+        "verdict": "likely_true_positive",
+        "reasons": ["many failures in a short time", "the user name does not exist"],
+        "severity": "medium",
+        "severity_reason": "no successful logon followed",
+        "next_steps": ["block the source address", "check for a later successful logon"],
+        "mitre": [{"technique_id": "T1110", "technique": "Brute Force", "tactic": "Credential Access"}],
+    })
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "Ollama-emulator"
+
+    def do_GET(self):
+        if self.path == "/api/tags":
+            self._send(200, {"models": [self.server.emulator.model_entry(name)
+                                        for name in self.server.emulator.models]})
+        else:
+            self._send(404, {"error": "not found"})
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"null")
+        except ValueError:
+            body = None
+        if self.path not in ("/api/generate", "/api/chat"):
+            self._send(404, {"error": "not found"})
+            return
+        if not isinstance(body, dict):
+            self._send(400, {"error": "invalid request body"})
+            return
+        status, answer = self.server.emulator.answer(self.path, body)
+        if status == 200 and body.get("stream", True):
+            self._send_stream(self.path, answer)
+        else:
+            self._send(status, answer)
+
+    def _send(self, status, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_stream(self, path, final):
+        """The answer as NDJSON chunks of a few characters each, then the final ``done`` object."""
+        text = final["response"] if path == "/api/generate" else final["message"]["content"]
+        lines = []
+        for start in range(0, len(text), 16):
+            piece = text[start:start + 16]
+            chunk = {"model": final["model"], "created_at": final["created_at"], "done": False}
+            if path == "/api/generate":
+                chunk["response"] = piece
+            else:
+                chunk["message"] = {"role": "assistant", "content": piece}
+            lines.append(chunk)
+        last = dict(final)
+        if path == "/api/generate":
+            last["response"] = ""
+        else:
+            last["message"] = {"role": "assistant", "content": ""}
+        lines.append(last)
+        data = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format, *args):
+        """Silent: tests read emu.calls instead."""
+
+
+class OllamaEmulator:
+    """In-process Ollama server. Attributes ``latency``, ``failure_rate`` and ``responder`` may be
+    changed while it runs; ``calls`` lists dicts ``{path, model, prompt, format, stream, failed}``."""
+
+    def __init__(self, models=DEFAULT_MODELS, *, latency=0.0, failure_rate=0.0, seed=0, responder=None,
+                 host="127.0.0.1", port=0):
+        self.models = list(models)
+        self.latency = latency
+        self.failure_rate = failure_rate
+        self.responder = responder or default_responder
+        self.host = host
+        self.port = port
+        self.calls = []
+        self.lock = threading.Lock()
+        self._random = random.Random(seed)
+        self._server = None
+        self._thread = None
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}"
+
+    def start(self):
+        self._server = ThreadingHTTPServer((self.host, self.port), _Handler)
+        self._server.daemon_threads = True
+        self._server.emulator = self
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="ollama-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = None
+
+    @staticmethod
+    def model_entry(name):
+        digest = hashlib.sha256(name.encode()).hexdigest()
+        family = name.split(":")[0]
+        return {"name": name, "model": name, "size": 2_491_876_774, "digest": digest,
+                "details": {"format": "gguf", "family": family}}  # details' content is illustrative
+
+    def answer(self, path, body):
+        """(status, non-streaming answer) for a generate or chat request."""
+        model = body.get("model")
+        if model not in self.models:
+            return 404, {"error": f"model '{model}' not found"}
+        if path == "/api/generate":
+            prompt, system = str(body.get("prompt", "")), body.get("system")
+        else:
+            messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+            prompt = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") != "system")
+            system = next((m.get("content") for m in messages if m.get("role") == "system"), None)
+        with self.lock:
+            failed = self._random.random() < self.failure_rate
+            self.calls.append({"path": path, "model": model, "prompt": prompt, "format": body.get("format"),
+                               "stream": body.get("stream", True), "failed": failed})
+        started = time.monotonic()
+        if self.latency:
+            time.sleep(self.latency)
+        if failed:
+            return 500, {"error": "emulated failure"}
+        text = self.responder(prompt, system, body.get("format"))
+        total = int((time.monotonic() - started) * 1e9)
+        answer = {"model": model, "created_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")}
+        if path == "/api/generate":
+            answer["response"] = text
+        else:
+            answer["message"] = {"role": "assistant", "content": text}
+        answer.update({"done": True, "done_reason": "stop", "total_duration": total, "load_duration": 0,
+                       "prompt_eval_count": len(prompt.split()), "eval_count": len(text.split()),
+                       "eval_duration": total})
+        return 200, answer

@@ -1,0 +1,260 @@
+"""The AI worker's claim protocol under adversarial interleavings injected into the IRIS emulator.
+
+Each worker gets its own service account, so an emulator hook can tell whose request it sees and
+hold or delay it: the dangerous orderings happen on purpose, not by luck. Negative controls switch
+off one part of the protocol and show the same interleaving then produces two analyses.
+"""
+
+import threading
+import time
+
+import pytest
+from ai_worker import iris_ai_worker as w
+
+from tests.emulators.iris import IrisEmulator
+from tests.emulators.ollama import OllamaEmulator
+
+CLAIM_TIMEOUT = 0.5  # settle time 1.1 s: room for the injected delays on a busy 2-core machine
+BASE_ENV = {
+    "OLLAMA_MODEL": "phi4-mini:latest",
+    "AI_WORKER_CLAIM_TIMEOUT": str(CLAIM_TIMEOUT),
+    "AI_WORKER_IRIS_TIMEOUT": "2",
+    "AI_WORKER_OLLAMA_TIMEOUT": "3",
+    "AI_WORKER_CLAIM_TTL": "20",
+    "AI_WORKER_CLOCK_SKEW": "0",
+    "AI_WORKER_MAX_PER_MINUTE": "0",
+    "AI_WORKER_DEDUP_WINDOW": "0",
+}
+
+
+class Stack:
+    """An IRIS emulator, an Ollama emulator and helpers to make workers and alerts."""
+
+    def __init__(self, iris, ollama):
+        self.iris = iris
+        self.ollama = ollama
+
+    def worker(self, login, **env):
+        _user_id, key = self.iris.add_user(login, groups=["Analysts"], customers=["IrisInitialClient"])
+        settings = dict(BASE_ENV, IRIS_BASE_URL=self.iris.url, IRIS_BEARER=key, OLLAMA_URL=self.ollama.url)
+        settings.update({name: str(value) for name, value in env.items()})
+        return w.Worker.from_config(w.load_config(settings))
+
+    def alert(self, tags="wazuh,ai-pending"):
+        return self.iris.create_alert(alert_title="sshd brute force", alert_severity_id=5, alert_status_id=2,
+                                      alert_customer_id=1, alert_tags=tags)["alert_id"]
+
+    def tags(self, alert_id):
+        return w.split_tags(next(a for a in self.iris.alerts() if a["alert_id"] == alert_id)["alert_tags"])
+
+    def analyses(self, alert_id):
+        return [c for c in self.iris.comments(alert_id) if w.COMMENT_HEADER_RE.match(c["comment_text"] or "")]
+
+    def updates_by(self, login):
+        return [entry for entry in self.iris.request_log if entry[0] == "POST" and entry[2] == login
+                and entry[1].startswith("/alerts/update/")]
+
+
+@pytest.fixture
+def stack():
+    iris = IrisEmulator(admin_api_key="A" * 64).start()
+    ollama = OllamaEmulator().start()
+    yield Stack(iris, ollama)
+    iris.stop()
+    ollama.stop()
+
+
+def run_together(*workers):
+    threads = [threading.Thread(target=worker.run_cycle) for worker in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+
+def hold_reads_until_both_served(alert_id, logins):
+    """Hook: the first GET of the alert by each login is answered only once all of them were served,
+    so every worker decides on the same (free) state."""
+    barrier = threading.Barrier(len(logins), timeout=10)
+    seen = set()
+
+    def hook(phase, method, path, query, body, login):
+        if phase == "after" and method == "GET" and path == f"/alerts/{alert_id}" and login in logins - seen:
+            seen.add(login)
+            barrier.wait()
+
+    return hook
+
+
+def delay_first_claim_write(alert_id, login, seconds):
+    """Hook: hold the first update by ``login`` on the server for ``seconds`` before it is applied."""
+    done = []
+
+    def hook(phase, method, path, query, body, login_):
+        if phase == "before" and method == "POST" and path == f"/alerts/update/{alert_id}" and login_ == login \
+                and not done:
+            done.append(True)
+            time.sleep(seconds)
+
+    return hook
+
+
+@pytest.mark.parametrize("late_by", [0.0, 0.15, 0.3])
+def test_two_workers_that_read_the_same_free_alert_cannot_both_win(stack, late_by):
+    """Both read 'free'; A's claim lands first, B's lands up to 0.6 x claim timeout later (server side)."""
+    alert_id = stack.alert()
+    a, b = stack.worker("wa"), stack.worker("wb")
+    stack.iris.add_hook(hold_reads_until_both_served(alert_id, {"wa", "wb"}))
+    stack.iris.add_hook(delay_first_claim_write(alert_id, "wb", late_by))
+    run_together(a, b)
+    analyses = stack.analyses(alert_id)
+    assert len(analyses) == 1
+    assert stack.tags(alert_id) == ["wazuh", "ai-reviewed"]
+    loser = "wb" if analyses[0]["user"]["user_login"] == "wa" else "wa"
+    assert len(stack.updates_by(loser)) == 1  # the loser wrote its claim and nothing else
+    if late_by:
+        assert loser == "wa"  # the last claim write wins; A saw B's claim at its read-back
+
+
+def test_negative_control_read_back_without_settle_lets_both_win(stack, monkeypatch):
+    """The same interleaving against 'write, read back at once, proceed if still mine' gives two analyses."""
+    monkeypatch.setattr(w.Config, "settle_seconds", property(lambda self: 0.0))
+    alert_id = stack.alert()
+    a, b = stack.worker("wa"), stack.worker("wb")
+    stack.iris.add_hook(hold_reads_until_both_served(alert_id, {"wa", "wb"}))
+    stack.iris.add_hook(delay_first_claim_write(alert_id, "wb", 0.3))
+    run_together(a, b)
+    assert len(stack.analyses(alert_id)) == 2
+
+
+def pause_after_first_read(worker, seconds):
+    """Client-side stall (GC pause, overloaded host) after the worker's read came back."""
+    original = worker.iris.alert
+    paused = []
+
+    def alert(alert_id, timeout=None):
+        result = original(alert_id, timeout=timeout)
+        if not paused:
+            paused.append(True)
+            time.sleep(seconds)
+        return result
+
+    worker.iris.alert = alert
+
+
+def test_a_claimant_stalled_between_read_and_write_gives_up(stack):
+    alert_id = stack.alert()
+    a, b = stack.worker("wa"), stack.worker("wb")
+    stack.iris.add_hook(hold_reads_until_both_served(alert_id, {"wa", "wb"}))
+    pause_after_first_read(b, 3 * CLAIM_TIMEOUT)  # longer than A's settle time
+    run_together(a, b)
+    assert len(stack.analyses(alert_id)) == 1
+    assert stack.updates_by("wb") == []  # B noticed its read was too old and wrote nothing
+    assert stack.tags(alert_id) == ["wazuh", "ai-reviewed"]
+
+
+def test_negative_control_without_the_freshness_check_a_stalled_claimant_undoes_the_result(stack):
+    """B's claim, written on a stale read after A finished, puts the reviewed alert back in the queue."""
+    alert_id = stack.alert()
+    a, b = stack.worker("wa"), stack.worker("wb")
+    b._read_still_fresh = lambda read_sent: True
+    stack.iris.add_hook(hold_reads_until_both_served(alert_id, {"wa", "wb"}))
+    pause_after_first_read(b, 3 * CLAIM_TIMEOUT)
+    run_together(a, b)
+    assert len(stack.analyses(alert_id)) == 1
+    tags = stack.tags(alert_id)
+    assert "ai-reviewed" not in tags and "ai-pending" in tags  # the next round will analyse it again
+
+
+def test_a_claim_acknowledged_beyond_the_bound_is_abandoned_and_reported(stack, caplog):
+    """A write the server held past the bound (or a stall after the check) cannot be prevented
+    client-side; the claimant must at least not act on it, and say so loudly."""
+    alert_id = stack.alert()
+    worker = stack.worker("wa")
+    original = worker.iris.set_tags
+
+    def stalled_set_tags(alert, tags, timeout=None):
+        time.sleep(2.5 * CLAIM_TIMEOUT)  # after the freshness check, before the request leaves
+        return original(alert, tags, timeout=timeout)
+
+    worker.iris.set_tags = stalled_set_tags
+    with caplog.at_level("ERROR", logger="iris-ai-worker"):
+        worker.run_cycle()
+    assert "abandoning it" in caplog.text
+    assert stack.ollama.calls == [] and stack.analyses(alert_id) == []
+
+
+def test_a_fresh_claim_of_another_worker_is_left_alone(stack):
+    token = w.ClaimToken("other", int(time.time()), "0000beef").tag()
+    alert_id = stack.alert(f"ai-pending,ai-round:11112222,{token}")
+    stack.worker("wa").run_cycle()
+    assert stack.updates_by("wa") == []
+    assert token in stack.tags(alert_id)
+
+
+def test_two_workers_taking_over_the_same_stale_claim_cannot_both_win(stack):
+    stale = w.ClaimToken("dead", int(time.time()) - 3600, "0000dead").tag()
+    alert_id = stack.alert(f"wazuh,ai-pending,ai-round:11112222,{stale}")
+    a, b = stack.worker("wa"), stack.worker("wb")
+    stack.iris.add_hook(hold_reads_until_both_served(alert_id, {"wa", "wb"}))
+    stack.iris.add_hook(delay_first_claim_write(alert_id, "wa", 0.2))
+    run_together(a, b)
+    assert len(stack.analyses(alert_id)) == 1
+    assert stack.tags(alert_id) == ["wazuh", "ai-takeovers:1", "ai-reviewed"]
+
+
+def test_takeover_after_a_crash_between_comment_and_tags_does_not_comment_twice(stack):
+    """The dead worker posted this round's analysis but died before tagging: finish, do not re-analyse."""
+    stale = w.ClaimToken("dead", int(time.time()) - 3600, "0000dead").tag()
+    alert_id = stack.alert(f"ai-pending,ai-round:11112222,{stale}")
+    dead_user, _key = stack.iris.add_user("dead-worker", groups=["Analysts"], customers=["IrisInitialClient"])
+    with stack.iris.lock:  # the comment the dead worker managed to post
+        stack.iris.state["comments"].append({
+            "comment_id": 999, "comment_uuid": "u", "comment_text": "[ai-triage round=11112222] earlier",
+            "comment_date": "", "comment_update_date": "", "comment_user_id": dead_user, "comment_case_id": None,
+            "comment_alert_id": alert_id})
+    stack.worker("wa").run_cycle()
+    assert len(stack.iris.comments(alert_id)) == 1
+    assert stack.ollama.calls == []
+    assert stack.tags(alert_id) == ["ai-takeovers:1", "ai-reviewed"]
+
+
+def test_an_analysis_from_an_earlier_round_does_not_block_a_requested_re_triage(stack):
+    alert_id = stack.alert("ai-pending")
+    with stack.iris.lock:  # an analysis from a finished round; an analyst then asked for a new one
+        stack.iris.state["comments"].append({
+            "comment_id": 999, "comment_uuid": "u", "comment_text": "[ai-triage round=aaaa0000] old analysis",
+            "comment_date": "", "comment_update_date": "", "comment_user_id": 1, "comment_case_id": None,
+            "comment_alert_id": alert_id})
+    stack.worker("wa").run_cycle()
+    assert len(stack.analyses(alert_id)) == 2
+    assert stack.tags(alert_id) == ["ai-reviewed"]
+
+
+def test_partitioned_instances_wait_before_helping_with_another_share(stack):
+    ids = [stack.alert() for _unused in range(4)]
+    first = stack.worker("w1", AI_WORKER_INSTANCE=1, AI_WORKER_INSTANCES=2, AI_WORKER_TAKEOVER_GRACE=1.5)
+    first.run_cycle()  # instance 1 owns alert_id % 2 == 0
+    reviewed = {i for i in ids if "ai-reviewed" in stack.tags(i)}
+    assert reviewed == {i for i in ids if i % 2 == 0}
+    first.run_cycle()  # the other share has not waited long enough yet
+    assert {i for i in ids if "ai-reviewed" in stack.tags(i)} == reviewed
+    time.sleep(1.6)
+    first.run_cycle()  # instance 2 looks dead: its share is taken over
+    assert all("ai-reviewed" in stack.tags(i) for i in ids)
+
+
+def test_a_claim_without_enough_lease_left_is_released_not_processed(stack):
+    """Second alert of a batch: the first took so long that finishing the second could outlive the lease."""
+    first_id, second_id = stack.alert(), stack.alert()
+    worker = stack.worker("wa", AI_WORKER_CLAIM_TIMEOUT=0.2, AI_WORKER_OLLAMA_TIMEOUT=1, AI_WORKER_IRIS_TIMEOUT=0.5,
+                          AI_WORKER_CLAIM_TTL=4.2)
+    stack.ollama.latency = 0.6
+    worker.run_cycle()
+    assert stack.tags(first_id) == ["wazuh", "ai-reviewed"]
+    second = stack.tags(second_id)
+    assert "ai-pending" in second and not w.claim_tags(second) and not w.tag_value(second, w.ATTEMPTS_PREFIX)
+    assert stack.analyses(second_id) == []
+    stack.ollama.latency = 0
+    worker.run_cycle()
+    assert stack.tags(second_id) == ["wazuh", "ai-reviewed"]

@@ -1,0 +1,97 @@
+"""The Ollama emulator answers with the shapes ../shared/reference/ai-triage.md records."""
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.emulators.ollama import OllamaEmulator
+
+GENERATE_KEYS = {"model", "created_at", "response", "done", "done_reason", "total_duration", "load_duration",
+                 "prompt_eval_count", "eval_count", "eval_duration"}
+
+
+def call(url, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers.get("Content-Type"), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type"), exc.read().decode()
+
+
+@pytest.fixture
+def ollama():
+    emulator = OllamaEmulator(models=["phi4-mini:latest", "qwen2.5:3b"]).start()
+    yield emulator
+    emulator.stop()
+
+
+def test_reference_documents_the_emulated_shapes(shared_reference):
+    text = " ".join((shared_reference / "ai-triage.md").read_text().split())
+    for fact in ("/api/generate", "/api/chat", "/api/tags", "' not found\"}", "done_reason", "newline-delimited"):
+        assert fact in text
+
+
+def test_tags_lists_the_configured_models(ollama):
+    status, _type, body = call(ollama.url, "/api/tags")
+    models = json.loads(body)["models"]
+    assert status == 200
+    assert [m["name"] for m in models] == ["phi4-mini:latest", "qwen2.5:3b"]
+    assert all({"name", "model", "size", "digest", "details"} <= m.keys() for m in models)
+
+
+def test_generate_without_streaming_answers_one_object(ollama):
+    status, _type, body = call(ollama.url, "/api/generate",
+                               {"model": "phi4-mini:latest", "prompt": '{"alert_id": 4}', "stream": False,
+                                "format": "json"})
+    answer = json.loads(body)
+    assert status == 200
+    assert set(answer) == GENERATE_KEYS
+    assert answer["done"] is True and isinstance(answer["total_duration"], int)
+    assert json.loads(answer["response"])["summary"].startswith("Emulated triage of alert 4")
+    assert ollama.calls[0]["format"] == "json" and ollama.calls[0]["stream"] is False
+
+
+def test_generate_streams_ndjson_by_default(ollama):
+    status, content_type, body = call(ollama.url, "/api/generate", {"model": "phi4-mini:latest", "prompt": "x"})
+    chunks = [json.loads(line) for line in body.splitlines()]
+    assert status == 200 and "ndjson" in content_type
+    assert len(chunks) > 2 and all(c["done"] is False for c in chunks[:-1]) and chunks[-1]["done"] is True
+    assert json.loads("".join(c["response"] for c in chunks))["verdict"] == "likely_true_positive"
+
+
+def test_chat_answers_an_assistant_message(ollama):
+    status, _type, body = call(ollama.url, "/api/chat", {
+        "model": "qwen2.5:3b", "stream": False,
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]})
+    answer = json.loads(body)
+    assert status == 200 and answer["done"] is True
+    assert answer["message"]["role"] == "assistant" and answer["message"]["content"]
+
+
+@pytest.mark.parametrize("path", ["/api/generate", "/api/chat"])
+def test_a_model_that_is_not_pulled_gives_404(ollama, path):
+    status, _type, body = call(ollama.url, path, {"model": "llama3:70b", "prompt": "x", "messages": [],
+                                                  "stream": False})
+    assert status == 404
+    assert json.loads(body) == {"error": "model 'llama3:70b' not found"}
+
+
+def test_failures_follow_the_seed_and_latency_applies():
+    outcomes = []
+    for _run in range(2):
+        emulator = OllamaEmulator(failure_rate=0.5, seed=42, latency=0.05).start()
+        try:
+            started = time.monotonic()
+            statuses = [call(emulator.url, "/api/generate", {"model": "phi4-mini:latest", "prompt": "p",
+                                                             "stream": False})[0] for _unused in range(12)]
+            assert time.monotonic() - started >= 12 * 0.05
+        finally:
+            emulator.stop()
+        outcomes.append(statuses)
+    assert outcomes[0] == outcomes[1]
+    assert set(outcomes[0]) == {200, 500}

@@ -1,0 +1,279 @@
+"""Pure functions of the AI worker: configuration, tags, redaction, prompt, answer parsing, dedup, rates."""
+
+import json
+
+import pytest
+from ai_worker import iris_ai_worker as w
+
+BASE_ENV = {"IRIS_BASE_URL": "https://iris.example:9094", "IRIS_BEARER": "k" * 64, "OLLAMA_MODEL": "phi4-mini:latest"}
+
+
+def redact(text, **options):
+    return w.Redactor(**options).text(text)
+
+
+# --- configuration -------------------------------------------------------------------------------------
+
+
+def test_config_defaults_run_as_the_only_instance():
+    config = w.load_config(BASE_ENV)
+    assert (config.instance, config.instance_index, config.instances) == ("ai-worker", 0, 1)
+    assert config.verify_tls is True
+    assert config.ollama_url == "http://127.0.0.1:11434"
+    assert config.lease_seconds > config.settle_seconds + config.ollama_timeout
+
+
+@pytest.mark.parametrize("url", ["http://ollama:11434", "http://ollama:11434/", "http://ollama:11434/api/generate"])
+def test_ollama_url_accepts_base_and_generate_url(url):
+    assert w.load_config(dict(BASE_ENV, OLLAMA_URL=url)).ollama_url == "http://ollama:11434"
+
+
+def test_instance_identity_is_one_based():
+    config = w.load_config(dict(BASE_ENV, AI_WORKER_INSTANCE="3", AI_WORKER_INSTANCES="4"))
+    assert (config.instance, config.instance_index, config.instances) == ("3", 2, 4)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"IRIS_BEARER": ""}, "IRIS_BEARER"),
+        ({"AI_WORKER_INSTANCES": "3"}, "AI_WORKER_INSTANCE is not"),
+        ({"AI_WORKER_INSTANCE": "4", "AI_WORKER_INSTANCES": "3"}, "from 1 to 3"),
+        ({"AI_WORKER_INSTANCE": "0", "AI_WORKER_INSTANCES": "3"}, "from 1 to 3"),
+        ({"AI_WORKER_INSTANCE": "a,b"}, "AI_WORKER_INSTANCE may only"),
+        ({"AI_WORKER_VERIFY_TLS": "maybe"}, "true or false"),
+        ({"AI_WORKER_CLAIM_TTL": "60"}, "too short"),
+        ({"AI_WORKER_REDACT_PATTERNS": '["("]'}, "AI_WORKER_REDACT_PATTERNS[0]"),
+        ({"AI_WORKER_REDACT_PATTERNS": "x"}, "JSON list"),
+        ({"IRIS_BASE_URL": "https://user:pw@iris"}, "credentials"),
+        ({"OLLAMA_URL": "ftp://ollama"}, "OLLAMA_URL"),
+        ({"AI_WORKER_OLLAMA_FORMAT": "xml"}, "schema"),
+    ],
+)
+def test_bad_configuration_is_refused_with_a_reason(env, message):
+    with pytest.raises(w.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        w.load_config(dict(BASE_ENV, **env))
+
+
+def test_config_repr_hides_the_bearer():
+    assert "k" * 64 not in repr(w.load_config(BASE_ENV))
+
+
+def test_config_error_never_echoes_the_bearer():
+    with pytest.raises(w.ConfigError) as caught:
+        w.load_config(dict(BASE_ENV, AI_WORKER_CLAIM_TTL="60"))
+    assert "k" * 64 not in str(caught.value)
+
+
+# --- tags ------------------------------------------------------------------------------------------------
+
+
+def test_tags_split_exactly_and_keep_order():
+    assert w.split_tags(" wazuh, ai-pending ,,x ") == ["wazuh", "ai-pending", "x"]
+    assert w.TAG_PENDING not in w.split_tags("ai-pending-x,not-ai-pending")
+    assert w.join_tags(["a", "b", "a"]) == "a,b"
+
+
+def test_counters_and_claim_tokens_round_trip():
+    tags = w.with_tag_value(["ai-pending", "ai-attempts:1"], w.ATTEMPTS_PREFIX, 2)
+    assert tags == ["ai-pending", "ai-attempts:2"]
+    assert w.counter(tags, w.ATTEMPTS_PREFIX) == 2
+    assert w.counter(["ai-attempts:x"], w.ATTEMPTS_PREFIX) == 0
+    token = w.ClaimToken("2", 1700000000, "beef0001")
+    assert w.ClaimToken.parse(token.tag()) == token
+    assert w.ClaimToken.parse("ai-claim:garbage").epoch == 0  # unreadable claims count as stale
+    assert w.ClaimToken.parse("wazuh") is None
+
+
+# --- redaction -------------------------------------------------------------------------------------------
+
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ."
+    "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+)
+PEM = (
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7bq1nB3kZ0Lr9xQ2\nq2k9ZxY8c3ZlcnNlY3JldA==\n"
+    "-----END RSA PRIVATE KEY-----"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ('execve a0="curl" a1="-H" a2="Authorization: Bearer 9f8e7d6c5b4a39281706f5e4d3c2b1a0"', "9f8e7d6c5b4a3928"),
+        ("GET /api HTTP/1.1\r\nAuthorization: Basic YWRtaW46U3VwZXJTZWNyZXQx\r\n", "YWRtaW46U3VwZXJTZWNyZXQx"),
+        ("X-IRIS-AUTH: B8BA5D730210B50F41E06941582D7965D57319D5685440587F98DFDC45A01594", "B8BA5D730210B50F"),
+        ("mysql -u root --password=Sup3r$ecret! -h db01", "Sup3r$ecret!"),
+        ("mysqldump --password Sup3r$ecret! shop", "Sup3r$ecret!"),
+        ('login failed body={"username": "bob", "password": "hunter2-Xy"}', "hunter2-Xy"),
+        ('"message": "{\\"user\\": \\"bob\\", \\"password\\": \\"hunter2-Xy\\"}"', "hunter2-Xy"),
+        ("pwd: hunter2-Xy user=bob", "hunter2-Xy"),
+        ("DB_PASSWORD=hunter2-Xy PATH=/usr/bin", "hunter2-Xy"),
+        ("client_secret=4f3c2b1a09e8d7c6b5a4 grant_type=client_credentials", "4f3c2b1a09e8d7c6b5a4"),
+        ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI"),
+        ("aws configure set aws_access_key_id AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
+        (f"cookie jwt {JWT} from 10.0.0.5", "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"),
+        (f"key file content: {PEM} end", "MIIEpAIBAAKCAQEA7bq1nB3kZ0Lr9xQ2"),
+        ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU (truncated", "b3BlbnNzaC1rZXkt"),
+        ("git clone https://deploy:glpat-x1Y2z3W4v5U6t7S8@gitlab.example/app.git", "glpat-x1Y2z3W4v5U6t7S8"),
+        ("token ghp_1234567890abcdefghijABCDEFGHIJ123456 pushed", "ghp_1234567890abcdefghij"),
+        ("SLACK xoxb-1234567890-0987654321-AbCdEfGhIjKl", "xoxb-1234567890"),
+        ("<Password>Winter2024!</Password>", "Winter2024!"),
+        ("api_key: 'a1b2c3d4e5f6'", "a1b2c3d4e5f6"),
+    ],
+)
+def test_realistic_secrets_are_redacted(text, secret):
+    redacted = redact(text)
+    assert secret not in redacted
+    assert w.REDACTED in redacted
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "May 11 12:29:18 localhost sshd[17584]: Failed password for invalid user paco from 172.17.1.1 port 56404",
+        "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=172.17.1.1",
+        "Accepted publickey for admin from 10.1.2.3 port 50022 ssh2: RSA SHA256:abc",
+        "passwordLastSet changed by DOMAIN\\admin",
+        "C:\\Windows\\System32\\cmd.exe /k wscript.exe starter.vbs",
+    ],
+)
+def test_ordinary_log_lines_survive_redaction(text):
+    assert redact(text) == text
+
+
+def test_structure_redaction_drops_values_under_secret_keys_whatever_their_type():
+    data = {"user": "bob", "password": 123456, "nested": [{"apiKey": {"v": "x"}, "srcip": "10.0.0.1"}]}
+    assert w.Redactor().value(data) == {
+        "user": "bob",
+        "password": w.REDACTED,
+        "nested": [{"apiKey": w.REDACTED, "srcip": "10.0.0.1"}],
+    }
+
+
+def test_email_and_ip_redaction_are_opt_in():
+    line = "login by alice@example.com from 203.0.113.9 and 2001:db8::1 at 12:29:18."
+    assert redact(line) == line
+    both = redact(line, emails=True, ips=True)
+    assert "alice@example.com" not in both and "203.0.113.9" not in both and "2001:db8::1" not in both
+    assert "12:29:18" in both  # a time is not an IPv6 address
+
+
+def test_extra_patterns_are_applied():
+    redactor = w.Redactor(extra_patterns=[w.re.compile(r"CORP-\d{6}")])
+    assert redactor.text("ticket CORP-123456 opened") == f"ticket {w.REDACTED} opened"
+
+
+def test_sample_alerts_keep_their_evidence_after_redaction(shared_reference):
+    for path in sorted((shared_reference / "sample-alerts").glob("*.json")):
+        event = json.loads(path.read_text())
+        redacted = w.Redactor().value(event)
+        assert redacted["rule"] == event["rule"], path.name
+        assert redacted.get("full_log") == event.get("full_log"), path.name
+
+
+# --- prompt, answer and comment -------------------------------------------------------------------------
+
+
+def wazuh_alert(alert_id=7, **event_overrides):
+    event = {
+        "timestamp": "2024-05-11T12:29:19.905+0000",
+        "rule": {"id": "5712", "level": 10, "description": "sshd: brute force", "groups": ["sshd"], "pci_dss": ["1"]},
+        "agent": {"id": "001", "name": "web01"},
+        "full_log": "May 11 12:29:18 web01 sshd[17584]: Invalid user paco from 172.17.1.1 port 56404",
+        "data": {"srcip": "172.17.1.1", "srcuser": "paco", "srcport": "56404"},
+    }
+    event.update(event_overrides)
+    return {"alert_id": alert_id, "alert_title": "brute force", "alert_tags": "wazuh,ai-pending,ai-claim:1:2:3",
+            "alert_source_content": event, "severity": {"severity_name": "High"}}
+
+
+def test_prompt_is_redacted_bounded_and_free_of_worker_tags():
+    alert = wazuh_alert(full_log="sshd: password=Hunter2-Secret accepted")
+    prompt = w.build_prompt(alert, w.Redactor(), max_chars=2000)
+    assert "Hunter2-Secret" not in prompt
+    assert "ai-claim" not in prompt and "ai-pending" not in prompt and '"wazuh"' in prompt
+    assert "pci_dss" not in prompt  # compliance mappings cost tokens and say nothing about the event
+    assert "untrusted" in prompt
+    huge = wazuh_alert(full_log="x" * 50_000)
+    assert len(w.build_prompt(huge, w.Redactor(), max_chars=3000)) < 4000
+
+
+def test_parse_analysis_normalises_a_model_answer():
+    text = "Here you go:\n```json\n" + json.dumps({
+        "summary": "Brute force.", "verdict": "Likely True Positive", "reasons": "many failures",
+        "severity": "HIGH", "next_steps": ["block"], "mitre": [{"technique_id": "t1110"}, {"technique_id": "bogus"}],
+    }) + "\n```"
+    analysis = w.parse_analysis(text)
+    assert analysis["verdict"] == "likely_true_positive"
+    assert analysis["severity"] == "high"
+    assert analysis["reasons"] == ["many failures"]
+    assert [m["technique_id"] for m in analysis["mitre"]] == ["T1110"]
+
+
+@pytest.mark.parametrize("text", ["no json here", "{not json}", '{"verdict": "likely_true_positive"}', "[1, 2]"])
+def test_parse_analysis_rejects_unusable_answers(text):
+    with pytest.raises(w.AnalysisError):
+        w.parse_analysis(text)
+
+
+def test_comment_carries_round_marker_and_reuse_notice():
+    analysis = w.parse_analysis(json.dumps({"summary": "S", "verdict": "likely_false_positive", "severity": "low"}))
+    fresh = w.render_comment(analysis, "abcd0123", "phi4-mini:latest")
+    assert w.COMMENT_HEADER_RE.match(fresh).group(1) == "abcd0123"
+    assert "likely FALSE positive" in fresh and "REUSED" not in fresh
+    reused = w.render_comment(analysis, "abcd0123", "m", reused_from={"alert_id": 3, "time": 0})
+    assert "REUSED ANALYSIS" in reused and "alert #3" in reused
+
+
+# --- dedup key, dedup store, allowlist, rate limiter --------------------------------------------------
+
+
+def test_dedup_key_ignores_timestamps_pids_and_ports_but_not_the_source():
+    first = w.dedup_key(wazuh_alert(1))
+    again = w.dedup_key(wazuh_alert(
+        2, timestamp="2024-05-11T13:00:00.000+0000",
+        full_log="May 11 13:00:01 web01 sshd[999]: Invalid user paco from 172.17.1.1 port 40000",
+        data={"srcip": "172.17.1.1", "srcuser": "paco", "srcport": "40000"}))
+    other_source = w.dedup_key(wazuh_alert(3, data={"srcip": "172.17.9.9", "srcuser": "paco"}))
+    other_agent = w.dedup_key(wazuh_alert(4, agent={"id": "002", "name": "web02"}))
+    assert first == again
+    assert first.startswith("5712|001|")
+    assert len({first, other_source, other_agent}) == 3
+    assert w.dedup_key({"alert_id": 5, "alert_source_content": {"no": "rule"}}) is None
+
+
+def test_dedup_store_window_and_sharing(tmp_path):
+    one = w.DedupStore(str(tmp_path), window=100)
+    two = w.DedupStore(str(tmp_path), window=100)
+    one.record("k", 7, {"summary": "s"}, now=1000)
+    assert two.lookup("k", now=1050)["alert_id"] == 7  # another instance on the same host sees it
+    assert two.lookup("k", now=1101) is None  # outside the window
+    two.record("k2", 8, {}, now=1200)  # pruning keeps the file bounded
+    assert json.loads((tmp_path / "dedup.json").read_text()).keys() == {"k2"}
+    assert (tmp_path / "dedup.json").stat().st_mode & 0o077 == 0
+    memory = w.DedupStore(None, window=0)
+    memory.record("k", 1, {}, now=0)
+    assert memory.lookup("k", now=0) is None  # window 0 disables dedup
+
+
+def test_allowlist_by_rule_agent_and_group():
+    config = w.load_config(dict(BASE_ENV, AI_WORKER_ALLOWLIST_RULE_IDS="5712, 1002",
+                                AI_WORKER_ALLOWLIST_AGENTS="backup01", AI_WORKER_ALLOWLIST_GROUPS="ossec"))
+    assert "rule 5712" in w.allowlist_reason(wazuh_alert(), config)
+    assert w.allowlist_reason(wazuh_alert(rule={"id": "1", "groups": []}, agent={"name": "backup01"}), config)
+    assert w.allowlist_reason(wazuh_alert(rule={"id": "1", "groups": ["ossec"]}), config)
+    assert w.allowlist_reason(wazuh_alert(rule={"id": "1", "groups": ["sshd"]}), config) is None
+
+
+def test_rate_limiter_counts_a_sliding_minute():
+    now = [0.0]
+    limiter = w.RateLimiter(3, clock=lambda: now[0])
+    for _unused in range(3):
+        limiter.spend()
+    assert limiter.available() == 0
+    now[0] = 59.9
+    assert limiter.available() == 0
+    now[0] = 60.0
+    assert limiter.available() == 3
+    assert w.RateLimiter(0).available() > 10**6  # 0 means no limit
