@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import http.client
 import ipaddress
 import json
 import logging
@@ -48,6 +49,8 @@ VERDICTS = ("likely_true_positive", "likely_false_positive", "undetermined")
 SEVERITIES = ("informational", "low", "medium", "high", "critical")
 MITRE_ID_RE = re.compile(r"^T\d{4}(?:\.\d{3})?$")
 PAGE_SIZE = 50
+MODEL_NOT_FOUND_RE = re.compile(r"\bmodel\b.*\bnot found\b", re.IGNORECASE)
+PROBE_PROMPT = "Reply with OK."
 
 
 class ConfigError(Exception):
@@ -56,6 +59,10 @@ class ConfigError(Exception):
 
 class ServiceError(Exception):
     """An HTTP call to IRIS or Ollama failed; the message never holds a credential."""
+
+
+class OllamaUnavailable(ServiceError):
+    """Ollama cannot answer now (down, timing out, HTTP 5xx, model not pulled): not the alert's fault."""
 
 
 class AnalysisError(Exception):
@@ -90,6 +97,8 @@ class Config:
     claim_timeout: float
     ollama_timeout: float
     ollama_format: str
+    backoff_min: float
+    backoff_max: float
     max_attempts: int
     max_takeovers: int
     claim_ttl: float
@@ -232,6 +241,8 @@ def load_config(env: Optional[dict] = None) -> Config:
         claim_timeout=_number(env, "AI_WORKER_CLAIM_TIMEOUT", 3.0, minimum=0.05),
         ollama_timeout=_number(env, "AI_WORKER_OLLAMA_TIMEOUT", 120.0, minimum=0.1),
         ollama_format=ollama_format,
+        backoff_min=_number(env, "AI_WORKER_OLLAMA_BACKOFF_MIN", 5.0, minimum=0.05),
+        backoff_max=_number(env, "AI_WORKER_OLLAMA_BACKOFF_MAX", 300.0, minimum=0.05),
         max_attempts=_integer(env, "AI_WORKER_MAX_ATTEMPTS", 3, minimum=1),
         max_takeovers=_integer(env, "AI_WORKER_MAX_TAKEOVERS", 3, minimum=1),
         claim_ttl=_number(env, "AI_WORKER_CLAIM_TTL", 900.0, minimum=1.0),
@@ -248,6 +259,8 @@ def load_config(env: Optional[dict] = None) -> Config:
         dedup_window=_number(env, "AI_WORKER_DEDUP_WINDOW", 3600.0),
         max_prompt_chars=_integer(env, "AI_WORKER_MAX_PROMPT_CHARS", 12000, minimum=1000),
     )
+    if config.backoff_max < config.backoff_min:
+        raise ConfigError("AI_WORKER_OLLAMA_BACKOFF_MAX must not be below AI_WORKER_OLLAMA_BACKOFF_MIN")
     needed = config.settle_seconds + config.ollama_timeout + 4 * config.iris_timeout
     if config.lease_seconds <= needed:
         minimum = needed + config.clock_skew + config.iris_timeout
@@ -759,7 +772,7 @@ def http_json(opener, method: str, url: str, *, body: Any, headers: dict, timeou
             status, raw = response.status, response.read()
     except urllib.error.HTTPError as exc:
         status, raw = exc.code, exc.read() or b""
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise ServiceError(f"{what}: {type(reason).__name__}: {_short(reason, 160)}") from None
     try:
@@ -811,6 +824,16 @@ class IrisClient:
         return self._call("POST", f"/alerts/{int(alert_id)}/comments/add", {"comment_text": text})
 
 
+def ollama_error(status: int, payload: Any) -> ServiceError:
+    """The error for an unusable generate answer: OllamaUnavailable for HTTP 5xx and a 404 "model … not
+    found" (Ollama cannot serve the model now), a plain ServiceError for anything else (a bad answer)."""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    message = f"Ollama generate: HTTP {status} {_short(error or 'unexpected answer', 200)}"
+    if status >= 500 or (status == 404 and MODEL_NOT_FOUND_RE.search(str(error or ""))):
+        return OllamaUnavailable(message)
+    return ServiceError(message)
+
+
 class OllamaClient:
     """``/api/generate`` (non-streaming) and ``/api/tags`` of an Ollama server."""
 
@@ -822,6 +845,7 @@ class OllamaClient:
         self.opener = opener or build_opener(config)
 
     def generate(self, prompt: str) -> str:
+        """The model's answer text; OllamaUnavailable when Ollama cannot serve it now, else ServiceError."""
         body = {
             "model": self.model,
             "system": SYSTEM_PROMPT,
@@ -830,12 +854,21 @@ class OllamaClient:
             "format": self.format,
             "options": {"temperature": 0.1},
         }
-        status, payload = http_json(self.opener, "POST", self.base + "/api/generate", body=body, headers={},
-                                    timeout=self.timeout, what="Ollama generate")
-        if status != 200 or not isinstance(payload, dict) or not isinstance(payload.get("response"), str):
-            error = payload.get("error") if isinstance(payload, dict) else None
-            raise ServiceError(f"Ollama generate: HTTP {status} {_short(error or 'unexpected answer', 200)}")
-        return payload["response"]
+        return self._generate(body)["response"]
+
+    def probe(self) -> None:
+        """Ask for a one-token answer: raises OllamaUnavailable while Ollama cannot serve the model."""
+        self._generate({"model": self.model, "prompt": PROBE_PROMPT, "stream": False, "options": {"num_predict": 1}})
+
+    def _generate(self, body: dict) -> dict:
+        try:
+            status, payload = http_json(self.opener, "POST", self.base + "/api/generate", body=body, headers={},
+                                        timeout=self.timeout, what="Ollama generate")
+        except ServiceError as exc:  # refused, reset, timed out, TLS failure: nothing usable came back
+            raise OllamaUnavailable(str(exc)) from None
+        if status == 200 and isinstance(payload, dict) and isinstance(payload.get("response"), str):
+            return payload
+        raise ollama_error(status, payload)
 
     def has_model(self) -> bool:
         status, payload = http_json(self.opener, "GET", self.base + "/api/tags", body=None, headers={},
@@ -849,6 +882,42 @@ class OllamaClient:
 
 # --------------------------------------------------------------------------------------------
 # The worker
+
+
+class OllamaOutage:
+    """Bounded exponential backoff while Ollama is unavailable; each change of state is logged once."""
+
+    def __init__(self, minimum: float, maximum: float, clock: Callable[[], float] = time.monotonic):
+        self.minimum = minimum
+        self.maximum = maximum
+        self.clock = clock
+        self.delay = 0.0  # the last wait; a probe's answer keeps it, a real analysis clears it
+        self.since: Optional[float] = None  # start of the current outage; None while Ollama answers
+        self.retry_at = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.since is not None
+
+    def failed(self, reason: str) -> None:
+        """Ollama could not answer: wait twice as long as the last time (at most ``maximum``)."""
+        now = self.clock()
+        self.delay = min(self.maximum, 2 * self.delay if self.delay else self.minimum)
+        self.retry_at = now + self.delay
+        if self.since is None:
+            self.since = now
+            LOG.warning("Ollama unavailable (%s): alerts go back to ai-pending without counting an attempt; "
+                        "retrying after %gs, backing off up to %gs", reason, self.delay, self.maximum)
+        else:
+            LOG.debug("Ollama still unavailable (%s); next try in %gs", reason, self.delay)
+
+    def answered(self, probe: bool = False) -> None:
+        """Ollama answered. After a real analysis call (not a probe) the next outage starts at ``minimum``."""
+        if self.since is not None:
+            LOG.info("Ollama answers again after %.0fs; resuming", self.clock() - self.since)
+            self.since = None
+        if not probe:
+            self.delay = 0.0
 
 
 class Background:
@@ -894,9 +963,11 @@ class Worker:
         self.dedup = dedup
         self.redactor = Redactor(config.redact_patterns, config.redact_emails, config.redact_ips)
         self.rate = RateLimiter(config.max_per_minute)
+        self.outage = OllamaOutage(config.backoff_min, config.backoff_max)
         self.stop_event = threading.Event()
         self.stop_requested_at: Optional[float] = None
         self.first_seen: dict = {}  # alert id -> monotonic time this worker first saw it waiting
+        self.deferred: set = set()  # alerts whose own model call met an outage: tried after the others
 
     @classmethod
     def from_config(cls, config: Config) -> Worker:
@@ -925,11 +996,19 @@ class Worker:
                 LOG.warning("cycle failed: %s", exc)
                 busy = False
             if not busy:
-                self.stop_event.wait(self.config.poll_seconds)
+                self.stop_event.wait(self._idle_seconds())
         LOG.info("stopped")
+
+    def _idle_seconds(self) -> float:
+        """Until the next poll, or during an Ollama outage until the next try."""
+        if self.outage.active:
+            return max(0.0, self.outage.retry_at - time.monotonic())
+        return self.config.poll_seconds
 
     def run_cycle(self) -> bool:
         """One poll-claim-process round; True when it used its whole budget (more work may wait)."""
+        if self.outage.active and not self._ollama_back():
+            return False
         budget = min(self.config.max_per_cycle, self.rate.available())
         if budget <= 0:
             return False
@@ -944,7 +1023,7 @@ class Worker:
         for claim in claims:
             try:
                 if self.stop_event.is_set():
-                    self._release_if_mine(claim)
+                    self._release_if_mine(claim, "stopping")
                 else:
                     self._process(claim)
             except ServiceError as exc:
@@ -952,6 +1031,19 @@ class Worker:
             except LeaseExpired:
                 LOG.warning("alert %d: lease ran out; not writing, a takeover will finish it", claim.alert_id)
         return len(claims) >= budget
+
+    def _ollama_back(self) -> bool:
+        """During an outage: True once the backoff has passed and a one-token probe got an answer."""
+        if time.monotonic() < self.outage.retry_at:
+            return False
+        job = Background(self.ollama.probe)
+        if not self._wait_for(job, grace=0.0):
+            return False
+        if isinstance(job.error, OllamaUnavailable):
+            self.outage.failed(str(job.error))
+            return False
+        self.outage.answered(probe=True)
+        return True
 
     # -- choosing and claiming
 
@@ -988,6 +1080,8 @@ class Worker:
             page = int(next_page)
         if complete:
             self.first_seen = {k: v for k, v in self.first_seen.items() if k in waiting}
+            self.deferred &= waiting
+        found.sort(key=lambda alert_id: alert_id in self.deferred)  # stable: oldest first otherwise
         return found[:wanted]
 
     def _is_stale(self, claim_tag: str, now_wall: float) -> bool:
@@ -1060,7 +1154,7 @@ class Worker:
         alert, config = claim.alert, self.config
         tags = split_tags(alert.get("alert_tags"))
         if self._lease_left(claim) < config.settle_seconds + config.ollama_timeout + 4 * config.iris_timeout:
-            self._release_if_mine(claim)  # too little lease left to finish safely: let someone else do it
+            self._release_if_mine(claim, "too little lease left")  # let someone else finish it safely
             return
         key = dedup_key(alert)
         skip_reason = allowlist_reason(alert, config)
@@ -1070,7 +1164,8 @@ class Worker:
         earlier = None if skip_reason or over_limit else self.dedup.lookup(key, time.time())
         prompt = build_prompt(alert, self.redactor, config.max_prompt_chars)
         job = None
-        if not (skip_reason or over_limit or earlier or claim.takeover or counter(tags, ATTEMPTS_PREFIX)):
+        if not (skip_reason or over_limit or earlier or claim.takeover or counter(tags, ATTEMPTS_PREFIX)
+                or self.outage.active):
             job = Background(lambda: self.ollama.generate(prompt))  # first try: run it during the settle wait
         current = self._confirm(claim)
         if current is None:
@@ -1090,18 +1185,26 @@ class Worker:
                 self._post(claim, render_comment(earlier["analysis"], round_id, config.ollama_model, earlier))
                 LOG.info("alert %d: reused the analysis of alert %s", claim.alert_id, earlier["alert_id"])
                 self._finish(claim, TAG_REVIEWED)
+            elif self.outage.active:
+                self._release(claim, "Ollama unavailable")
             else:
                 job = job or Background(lambda: self.ollama.generate(prompt))
                 self._complete_with_model(claim, job, round_id, key)
+        except OllamaUnavailable as exc:
+            self.outage.failed(str(exc))
+            self.deferred.add(claim.alert_id)
+            self._release(claim, "Ollama unavailable")
         except (ServiceError, AnalysisError) as exc:
             self._fail(claim, str(exc))
 
     def _complete_with_model(self, claim: Claim, job: Background, round_id: str, key: Optional[str]) -> None:
-        if not self._wait_for(job):
-            LOG.info("alert %d: stopping before the model answered; releasing it", claim.alert_id)
-            if self._rewrite(claim, lambda tags: tags):
-                LOG.info("alert %d: released", claim.alert_id)
+        if not self._wait_for(job, grace=self.config.stop_grace):
+            LOG.info("alert %d: stopping before the model answered", claim.alert_id)
+            self._release(claim, "stopping")
             return
+        if isinstance(job.error, OllamaUnavailable):
+            raise job.error
+        self.outage.answered()  # even a bad answer shows that Ollama serves the model
         if job.error:
             raise job.error
         analysis = parse_analysis(job.result)
@@ -1110,15 +1213,15 @@ class Worker:
         LOG.info("alert %d: analysis posted (%s)", claim.alert_id, analysis["verdict"])
         self._finish(claim, TAG_REVIEWED)
 
-    def _wait_for(self, job: Background) -> bool:
-        """Wait for the model; after a stop request wait at most stop_grace. False when given up."""
+    def _wait_for(self, job: Background, grace: float) -> bool:
+        """Wait for the model; after a stop request wait at most ``grace`` more. False when given up."""
         deadline = time.monotonic() + self.config.ollama_timeout + 5
         while not job.done.wait(0.05):
             now = time.monotonic()
-            if self.stop_requested_at is not None and now - self.stop_requested_at >= self.config.stop_grace:
+            if self.stop_requested_at is not None and now - self.stop_requested_at >= grace:
                 return False
             if now >= deadline:
-                job.error = ServiceError("Ollama generate: no answer within the timeout")
+                job.error = OllamaUnavailable("Ollama generate: no answer within the timeout")
                 return True
         return True
 
@@ -1168,10 +1271,15 @@ class Worker:
         LOG.warning("alert %d: attempt %d failed (%s); now %s", claim.alert_id, attempts, reason, outcome)
         self._rewrite(claim, change)
 
-    def _release_if_mine(self, claim: Claim) -> None:
-        """Give a claimed alert back untouched (no attempt counted) once the claim proves to be ours."""
-        if self._confirm(claim) is not None and self._rewrite(claim, lambda tags: tags):
-            LOG.info("alert %d: released", claim.alert_id)
+    def _release(self, claim: Claim, why: str) -> None:
+        """Give the alert back: our claim removed, ai-pending kept, no attempt counted."""
+        if self._rewrite(claim, lambda tags: tags):
+            LOG.info("alert %d: released (%s)", claim.alert_id, why)
+
+    def _release_if_mine(self, claim: Claim, why: str) -> None:
+        """Release a claimed alert that was not started, once the claim proves to be ours."""
+        if self._confirm(claim) is not None:
+            self._release(claim, why)
 
 
 def main() -> int:
@@ -1189,7 +1297,7 @@ def main() -> int:
         signal.signal(signum, lambda _signum, _frame: worker.request_stop())
     try:
         if not worker.ollama.has_model():
-            LOG.warning("model %s is not pulled on %s (every analysis will fail until it is)",
+            LOG.warning("model %s is not pulled on %s: alerts stay ai-pending until it is",
                         config.ollama_model, config.ollama_url)
     except ServiceError as exc:
         LOG.warning("cannot list Ollama models yet: %s", exc)

@@ -1,22 +1,23 @@
-"""Benchmark: wall time per alert of files/integrations/custom-wazuh_iris.py, run like integratord runs it.
+"""Benchmark: wall time per alert of the Wazuh -> IRIS forwarder, installed and run the way integratord runs it.
 
 Starts the IRIS emulator with TLS on 127.0.0.1 (a CA and a server certificate made with the openssl
-CLI; the forwarder verifies the server against that CA through its ca_file option), then runs the
-forwarder N times as a subprocess exactly as wazuh-integratord 4.13 does: a one-line JSON alert in
+CLI; the forwarder verifies the server against that CA through its ca_file option). It then installs
+the forwarder the way the role does (see ``install``): the launcher custom-wazuh_iris.py with the
+shebang ``#!<python> -IS``, iris_forwarder.py beside it, and its bytecode made with
+``<python> -m compileall --invalidation-mode checked-hash``. It runs the launcher N times by its path,
+through that shebang, exactly as wazuh-integratord 4.13 does: a one-line JSON alert in
 /tmp/<name>-<time>-<random>.alert, a .options file, argv
 ``integrations ALERT API_KEY HOOK_URL "" OPTIONS 10 3 "> /dev/null 2>&1"`` and cwd standing in for
-/var/ossec. ``python3 -c pass`` is timed in the same loop, interleaved, for the ratio.
-
-Both commands find ``python3`` through the same PATH entry (a temporary directory holding a symlink to
---python), so they start the same interpreter. Both run with the same private PYTHONPYCACHEPREFIX,
-warmed up first, because some interpreters here ship part of their standard library without .pyc
-files while Wazuh's packaged Python ships it compiled (pass --no-pycache to measure without it).
+/var/ossec. Plain ``python3 -c pass`` is timed in the same loop, interleaved, for the ratio; it finds
+``python3`` through a PATH entry holding a symlink to --python, so both start the same interpreter.
+No PYTHON* variable is passed to either.
 
     .venv/bin/python tests/bench/bench_forwarder.py [-n 30] [--python /usr/bin/python3]
 """
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -30,7 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 from tests.emulators.iris import IrisEmulator  # noqa: E402
 
-SCRIPT = ROOT / "files" / "integrations" / "custom-wazuh_iris.py"
+SOURCES = ROOT / "files" / "integrations"
+LAUNCHER = "custom-wazuh_iris.py"
+MODULE = "iris_forwarder.py"
+SHEBANG_FLAGS = "-IS"
 ALERT = {
     "timestamp": "2025-06-03T10:02:11.730+0000",
     "rule": {"level": 10, "description": "sshd: brute force trying to get access to the system.", "id": "5712",
@@ -71,14 +75,42 @@ def make_certificates(directory):
     return ca, cert, key
 
 
+def install(integrations, python):
+    """Install the forwarder into integrations/ as the role does; returns the launcher's path.
+
+    The launcher's first line becomes ``#!<python> -IS``; the module's bytecode is made with the same
+    interpreter, hash-checked, so a stale .pyc can never be used.
+    """
+    integrations.mkdir(mode=0o750)
+    launcher = integrations / LAUNCHER
+    body = (SOURCES / LAUNCHER).read_text().split("\n", 1)[1]
+    launcher.write_text(f"#!{python} {SHEBANG_FLAGS}\n{body}")
+    launcher.chmod(0o750)
+    module = integrations / MODULE
+    shutil.copyfile(SOURCES / MODULE, module)
+    module.chmod(0o640)
+    subprocess.run([python, "-m", "compileall", "-q", "--invalidation-mode", "checked-hash", str(module)],
+                   check=True)
+    return launcher
+
+
+def loads_precompiled(launcher, python, home):
+    """True when the launcher imports the module from its __pycache__ rather than compiling it."""
+    verbose = subprocess.run([python, f"{SHEBANG_FLAGS}v", str(launcher)], cwd=home, capture_output=True,
+                             text=True, check=False)
+    return f"code object from '{launcher.parent / '__pycache__'}{os.sep}iris_forwarder." in verbose.stderr
+
+
 def timed(command, **kwargs):
-    """Wall time in seconds of one subprocess run; fails loudly on a non-zero exit."""
+    """(wall, CPU) seconds of one subprocess run; fails loudly on a non-zero exit."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, check=False, **kwargs)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise SystemExit(f"{command[0]} exited {result.returncode}: {result.stderr.decode()[-500:]}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def percentile(values, fraction):
@@ -90,8 +122,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("-n", "--runs", type=int, default=30)
     parser.add_argument("--python", default=os.path.realpath(sys.executable),
-                        help="interpreter that python3 resolves to (default: this one, symlinks resolved)")
-    parser.add_argument("--no-pycache", action="store_true", help="do not give the runs a private pycache")
+                        help="interpreter of the shebang and of python3 (default: this one, symlinks resolved)")
     args = parser.parse_args()
     if not shutil.which("openssl"):
         raise SystemExit("openssl CLI not found: it is needed to make the TLS certificates")
@@ -104,14 +135,14 @@ def main():
             _user_id, api_key = emulator.add_user("wazuh-bench", groups=["Analysts"], customers=["IrisInitialClient"])
             home = tmp / "ossec"
             (home / "logs").mkdir(parents=True)
+            launcher = install(home / "integrations", args.python)
+            if not loads_precompiled(launcher, args.python, home):
+                raise SystemExit("the launcher did not load iris_forwarder from its __pycache__")
             bin_dir = tmp / "bin"
             bin_dir.mkdir()
             (bin_dir / "python3").symlink_to(args.python)
-            env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-            env.pop("PYTHONPYCACHEPREFIX", None)
-            if not args.no_pycache:
-                env.pop("PYTHONDONTWRITEBYTECODE", None)
-                env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+            env = {name: value for name, value in os.environ.items() if not name.startswith("PYTHON")}
+            env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
             options = json.dumps({"ca_file": str(ca), "state_dir": str(home / "var" / "iris-forwarder")})
 
             def run_forwarder(number):
@@ -123,7 +154,7 @@ def main():
                 try:
                     return timed(["integrations", str(alert_file), api_key, f"{emulator.url}/alerts/add", "",
                                   str(options_file), "10", "3", "> /dev/null 2>&1"],
-                                 executable=str(SCRIPT), cwd=home, env=env)
+                                 executable=str(launcher), cwd=home, env=env)
                 finally:
                     alert_file.unlink()
                     options_file.unlink()
@@ -131,7 +162,7 @@ def main():
             def run_baseline():
                 return timed(["python3", "-c", "pass"], env=env)
 
-            for number in range(3):  # warm-up: page cache, pycache, the forwarder's lookup cache
+            for number in range(3):  # warm-up: page cache and the forwarder's lookup cache
                 run_forwarder(100000 + number)
                 run_baseline()
             forwarder, baseline = [], []
@@ -142,12 +173,17 @@ def main():
         finally:
             emulator.stop()
 
-    fwd_median, base_median = statistics.median(forwarder), statistics.median(baseline)
-    print(f"interpreter: {args.python} ({'private pycache' if not args.no_pycache else 'no pycache'})")
+    fwd_wall, base_wall = ([wall for wall, _cpu in runs] for runs in (forwarder, baseline))
+    fwd_cpu, base_cpu = (statistics.median(cpu for _wall, cpu in runs) for runs in (forwarder, baseline))
+    fwd_median, base_median = statistics.median(fwd_wall), statistics.median(base_wall)
+    print(f"interpreter: {args.python}; launcher shebang: #!{args.python} {SHEBANG_FLAGS}; "
+          "iris_forwarder loaded from __pycache__")
     print(f"runs: {args.runs} (+3 warm-up); alerts delivered to the emulator: {delivered}")
-    print(f"forwarder per alert: median {fwd_median * 1000:.1f} ms, p90 {percentile(forwarder, 0.9) * 1000:.1f} ms")
-    print(f"python3 -c pass:     median {base_median * 1000:.1f} ms")
-    print(f"ratio (median forwarder / median python3 -c pass): {fwd_median / base_median:.2f}")
+    print(f"forwarder per alert: median {fwd_median * 1000:.1f} ms, p90 {percentile(fwd_wall, 0.9) * 1000:.1f} ms "
+          f"(CPU median {fwd_cpu * 1000:.1f} ms)")
+    print(f"python3 -c pass:     median {base_median * 1000:.1f} ms (CPU median {base_cpu * 1000:.1f} ms)")
+    print(f"ratio (median forwarder / median python3 -c pass): {fwd_median / base_median:.2f} "
+          f"(CPU: {fwd_cpu / base_cpu:.2f})")
     return 0 if delivered == args.runs + 3 else 1
 
 

@@ -11,17 +11,25 @@ left at its default (true); ``/api/tags`` listing ``{name, model, size, digest, 
 Test-only knobs (not claims about Ollama): ``latency`` (seconds per generate/chat), ``failure_rate``
 with a deterministic ``seed`` (a failed call answers 500 ``{"error": ...}``), a ``responder`` that
 writes the answer text, and ``calls`` (every generate/chat request with its outcome).
-Standard library only. Serves on 127.0.0.1, port 0 by default::
+Standard library only. In a test it serves on 127.0.0.1, port 0 by default::
 
     emu = OllamaEmulator(models=["phi4-mini:latest"], latency=0.2, failure_rate=0.1, seed=7).start()
     ... emu.url ...
     emu.stop()
+
+As a service (molecule runs it as a systemd unit) it serves until SIGTERM or SIGINT::
+
+    python3 ollama.py --host 127.0.0.1 --port 11434 --model phi4-mini:latest [--model ...]
+                      [--latency S] [--failure-rate F] [--seed N]
 """
 
+import argparse
 import hashlib
 import json
 import random
 import re
+import signal
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -186,3 +194,31 @@ class OllamaEmulator:
                        "prompt_eval_count": len(prompt.split()), "eval_count": len(text.split()),
                        "eval_duration": total})
         return 200, answer
+
+
+def main(argv=None):
+    """Serve the emulator on a fixed address until SIGTERM or SIGINT; exit 0."""
+    parser = argparse.ArgumentParser(description="Ollama API emulator (a test double, not Ollama)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=11434)
+    parser.add_argument("--model", action="append", required=True, help="a pulled model (repeatable)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per generate/chat call")
+    parser.add_argument("--failure-rate", type=float, default=0.0, help="share of calls answered with HTTP 500")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the failure draws")
+    args = parser.parse_args(argv)
+    if args.latency < 0:
+        parser.error("--latency must be >= 0")
+    if not 0 <= args.failure_rate <= 1:
+        parser.error("--failure-rate must be between 0 and 1")
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # before the server threads start: they inherit it
+    emulator = OllamaEmulator(models=args.model, latency=args.latency, failure_rate=args.failure_rate,
+                              seed=args.seed, host=args.host, port=args.port).start()
+    print(f"Ollama emulator listening on {emulator.url} with models {', '.join(args.model)}", flush=True)
+    signal.sigwait(stop_signals)
+    emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

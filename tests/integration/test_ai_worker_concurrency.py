@@ -1,9 +1,13 @@
-"""Three AI worker processes, 300 pending alerts, one worker killed mid-run.
+"""AI worker processes against the IRIS and Ollama emulators: a worker killed mid-run, Ollama stopped.
 
-Worker 2 is SIGKILLed from inside an IRIS emulator hook right after the server stored one of its
-analysis comments and before the answer reaches it: the worst moment, since the alert then holds
-worker 2's claim AND its analysis. Every alert must still end ai-reviewed with exactly one comment,
-its owner and note unchanged; ai-failed is allowed only for alerts the model failed N times.
+Three workers, 240 pending alerts: worker 2 is SIGKILLed from inside an IRIS emulator hook right after
+the server stored one of its analysis comments and before the answer reaches it: the worst moment,
+since the alert then holds worker 2's claim AND its analysis. Every alert must still end ai-reviewed
+with exactly one comment, its owner and note unchanged. Ollama answers 5 % of the calls with HTTP 500
+(unavailable: never counted) and always answers a few alerts with text that is no analysis (a bad
+answer: counted); exactly those alerts end ai-failed.
+
+Then the Ollama emulator is stopped and started again while workers are busy: nothing may be lost.
 """
 
 import os
@@ -19,14 +23,15 @@ import pytest
 from ai_worker import iris_ai_worker as w
 
 from tests.emulators.iris import IrisEmulator
-from tests.emulators.ollama import OllamaEmulator
+from tests.emulators.ollama import OllamaEmulator, default_responder
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PROGRAM = Path(w.__file__)
-ALERTS = 300
+ALERTS = 240
 MAX_ATTEMPTS = 3
-KILL_AFTER_COMMENTS = 100
+KILL_AFTER_COMMENTS = 80
+BAD_ANSWER_EVERY = 50  # alert ids 50, 100, ... always get an answer that is no analysis
 ENV = {
     "OLLAMA_MODEL": "phi4-mini:latest",
     "AI_WORKER_INSTANCES": "3",
@@ -40,6 +45,8 @@ ENV = {
     "AI_WORKER_CLAIM_TTL": "12",
     "AI_WORKER_CLOCK_SKEW": "0",
     "AI_WORKER_DEDUP_WINDOW": "0",
+    "AI_WORKER_OLLAMA_BACKOFF_MIN": "0.2",
+    "AI_WORKER_OLLAMA_BACKOFF_MAX": "1",
 }
 
 
@@ -59,12 +66,31 @@ def wait_for(condition, timeout):
     return condition()
 
 
+def prompt_alert_id(call):
+    """The alert id an Ollama call was about (None for the worker's probe)."""
+    match = re.search(r'"alert_id": (\d+)', call["prompt"])
+    return int(match.group(1)) if match else None
+
+
+def bad_for_some_alerts(prompt, system, fmt):
+    """The emulator's answer, except for every BAD_ANSWER_EVERY-th alert: prose instead of an analysis."""
+    alert_id = prompt_alert_id({"prompt": prompt})
+    if alert_id and alert_id % BAD_ANSWER_EVERY == 0:
+        return "This looks like a brute force attempt."
+    return default_responder(prompt, system, fmt)
+
+
+def start_worker(tmp_path, n, env):
+    log = (tmp_path / f"worker{n}.log").open("w")
+    return subprocess.Popen([sys.executable, str(PROGRAM)], env=dict(os.environ, **env), stderr=log), log
+
+
 @pytest.mark.parametrize(
     "grace", ["3", "0"], ids=["partitioned", "all-compete"]  # 0: every worker competes for every alert
 )
 def test_three_workers_one_killed_every_alert_gets_exactly_one_analysis(tmp_path, grace):
     iris = IrisEmulator(admin_api_key="A" * 64).start()
-    ollama = OllamaEmulator(latency=0.02, failure_rate=0.05, seed=1234).start()
+    ollama = OllamaEmulator(latency=0.02, failure_rate=0.05, seed=1234, responder=bad_for_some_alerts).start()
     processes, logs = {}, {}
     try:
         analyst, _key = iris.add_user("alice", service_account=False, groups=["Analysts"],
@@ -92,10 +118,9 @@ def test_three_workers_one_killed_every_alert_gets_exactly_one_analysis(tmp_path
         iris.add_hook(kill_worker_2_after_its_comment_is_stored)
         started = time.monotonic()
         for n in (1, 2, 3):
-            env = dict(os.environ, **ENV, IRIS_BASE_URL=iris.url, IRIS_BEARER=keys[n], OLLAMA_URL=ollama.url,
+            env = dict(ENV, IRIS_BASE_URL=iris.url, IRIS_BEARER=keys[n], OLLAMA_URL=ollama.url,
                        AI_WORKER_INSTANCE=str(n), AI_WORKER_TAKEOVER_GRACE=grace)
-            logs[n] = (tmp_path / f"worker{n}.log").open("w")
-            processes[n] = subprocess.Popen([sys.executable, str(PROGRAM)], env=env, stderr=logs[n])
+            processes[n], logs[n] = start_worker(tmp_path, n, env)
 
         def settled():
             alerts = iris.alerts()
@@ -111,11 +136,12 @@ def test_three_workers_one_killed_every_alert_gets_exactly_one_analysis(tmp_path
             assert processes[n].wait(timeout=15) == 0
         assert processes[2].wait(timeout=5) == -signal.SIGKILL
 
-        failures = {}
+        unavailable = sum(call["failed"] for call in ollama.calls)
+        bad_answers = {}
         for call in ollama.calls:
-            match = re.search(r'"alert_id": (\d+)', call["prompt"])
-            if call["failed"]:
-                failures[int(match.group(1))] = failures.get(int(match.group(1)), 0) + 1
+            alert_id = prompt_alert_id(call)
+            if alert_id and alert_id % BAD_ANSWER_EVERY == 0 and not call["failed"]:
+                bad_answers[alert_id] = bad_answers.get(alert_id, 0) + 1
 
         reviewed = 0
         for alert in iris.alerts():
@@ -124,8 +150,9 @@ def test_three_workers_one_killed_every_alert_gets_exactly_one_analysis(tmp_path
             assert alert["alert_owner_id"] == before[alert_id]["alert_owner_id"], alert_id
             assert alert["alert_note"] == before[alert_id]["alert_note"], alert_id
             comments = iris.comments(alert_id)
-            if "ai-failed" in tags:
-                assert failures.get(alert_id, 0) >= MAX_ATTEMPTS, (alert_id, tags)
+            if alert_id % BAD_ANSWER_EVERY == 0:
+                assert "ai-failed" in tags and f"ai-attempts:{MAX_ATTEMPTS}" in tags, (alert_id, tags)
+                assert bad_answers[alert_id] == MAX_ATTEMPTS
                 assert comments == []
                 continue
             assert "ai-reviewed" in tags, (alert_id, tags)
@@ -136,7 +163,7 @@ def test_three_workers_one_killed_every_alert_gets_exactly_one_analysis(tmp_path
         crashed = next(a for a in iris.alerts() if a["alert_id"] == crash["alert_id"])
         assert "ai-takeovers:1" in w.split_tags(crashed["alert_tags"])  # finished by a takeover...
         assert [c["user"]["user_login"] for c in iris.comments(crash["alert_id"])] == ["w2"]  # ...without re-posting
-        assert any(failures.values()), "the failure injection never fired: the retry path went untested"
+        assert unavailable, "the HTTP 500 injection never fired: the outage path went untested"
 
         authors = {c["user"]["user_login"] for a in iris.alerts() for c in iris.comments(a["alert_id"])}
         assert authors == {"w1", "w2", "w3"}
@@ -145,10 +172,84 @@ def test_three_workers_one_killed_every_alert_gets_exactly_one_analysis(tmp_path
             logs[n].close()
             text = (tmp_path / f"worker{n}.log").read_text()
             assert all(key not in text for key in keys.values())
+            assert "failed (Ollama generate" not in text  # no attempt counted for an unavailable Ollama
             lost += text.count("claim lost to another worker")
         print(f"\n{ALERTS} alerts, 3 workers (one killed), takeover grace {grace}s: settled in {elapsed:.1f}s, "
               f"{len(iris.request_log) / ALERTS:.1f} IRIS requests per alert, {lost} claims lost in races, "
-              f"{sum(failures.values())} injected model failures")
+              f"{unavailable} injected HTTP 500, {sum(bad_answers.values())} bad answers")
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=5)
+        for handle in logs.values():
+            handle.close()
+        iris.stop()
+        ollama.stop()
+
+
+OUTAGE_ALERTS = 60
+OUTAGE_AFTER_COMMENTS = 15
+OUTAGE_SECONDS = 2
+
+
+def test_ollama_stopped_and_restarted_nothing_is_lost(tmp_path):
+    iris = IrisEmulator(admin_api_key="A" * 64).start()
+    ollama = OllamaEmulator(latency=0.02).start()
+    processes, logs = {}, {}
+    try:
+        keys = {n: iris.add_user(f"w{n}", groups=["Analysts"], customers=["IrisInitialClient"])[1] for n in (1, 2)}
+        for number in range(OUTAGE_ALERTS):
+            iris.create_alert(alert_title=f"sshd {number}", alert_severity_id=4, alert_status_id=2,
+                              alert_customer_id=1, alert_tags="wazuh,ai-pending", alert_source_content=event(number))
+        for n in (1, 2):
+            env = dict(ENV, IRIS_BASE_URL=iris.url, IRIS_BEARER=keys[n], OLLAMA_URL=ollama.url,
+                       AI_WORKER_INSTANCE=str(n), AI_WORKER_INSTANCES="2", AI_WORKER_TAKEOVER_GRACE="3")
+            processes[n], logs[n] = start_worker(tmp_path, n, env)
+
+        def comments():
+            return sum(len(iris.comments(a["alert_id"])) for a in iris.alerts())
+
+        assert wait_for(lambda: comments() >= OUTAGE_AFTER_COMMENTS, 30), "the workers never got going"
+        ollama.stop()
+        time.sleep(OUTAGE_SECONDS)
+        pending_during_outage = sum("ai-pending" in w.split_tags(a["alert_tags"]) for a in iris.alerts())
+        restarted = time.monotonic()
+        for _unused in range(20):  # the old port may be held for a moment by a client socket
+            try:
+                ollama.start()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+        def settled():
+            return all("ai-pending" not in w.split_tags(a["alert_tags"]) for a in iris.alerts())
+
+        assert wait_for(settled, 40), "alerts still pending 40 s after Ollama came back"
+        catch_up = time.monotonic() - restarted
+        for n in (1, 2):
+            processes[n].send_signal(signal.SIGTERM)
+        for n in (1, 2):
+            assert processes[n].wait(timeout=15) == 0
+
+        for alert in iris.alerts():
+            tags = w.split_tags(alert["alert_tags"])
+            assert "ai-reviewed" in tags and "ai-failed" not in tags, (alert["alert_id"], tags)
+            assert not [t for t in tags if t.startswith(("ai-claim:", "ai-round:", "ai-attempts:"))], tags
+            assert len(iris.comments(alert["alert_id"])) == 1, alert["alert_id"]
+        released = 0
+        for n in (1, 2):
+            logs[n].close()
+            text = (tmp_path / f"worker{n}.log").read_text()
+            assert text.count("WARNING Ollama unavailable") == 1, f"worker {n} logged the outage more than once"
+            assert text.count("INFO Ollama answers again") == 1
+            assert "failed (" not in text
+            released += text.count("released (Ollama unavailable)")
+        assert pending_during_outage > 0 and released >= 2
+        probes = sum(call["prompt"] == w.PROBE_PROMPT for call in ollama.calls)
+        print(f"\n{OUTAGE_ALERTS} alerts, 2 workers, Ollama down {OUTAGE_SECONDS}s: {pending_during_outage} waited "
+              f"pending, {released} released uncounted, all done {catch_up:.1f}s after Ollama came back, "
+              f"{probes} probes answered")
     finally:
         for process in processes.values():
             if process.poll() is None:

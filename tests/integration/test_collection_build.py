@@ -40,7 +40,7 @@ def installed(tmp_path_factory):
 def test_tarball_leaves_out_dev_artefacts(installed):
     root = installed["dest"] / "ansible_collections" / "socstack" / "wazuh_iris"
     assert (root / "MANIFEST.json").is_file()
-    for unwanted in (".venv", ".cache", "lab/build", ".git"):
+    for unwanted in (".venv", ".cache", "lab", ".git"):
         assert not (root / unwanted).exists(), unwanted
 
 

@@ -1,12 +1,17 @@
 """The Ollama emulator answers with the shapes ../shared/reference/ai-triage.md records."""
 
 import json
+import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
+from tests.emulators import ollama as ollama_module
 from tests.emulators.ollama import OllamaEmulator
 
 GENERATE_KEYS = {"model", "created_at", "response", "done", "done_reason", "total_duration", "load_duration",
@@ -95,3 +100,33 @@ def test_failures_follow_the_seed_and_latency_applies():
         outcomes.append(statuses)
     assert outcomes[0] == outcomes[1]
     assert set(outcomes[0]) == {200, 500}
+
+
+def test_the_command_line_serves_until_sigterm():
+    """``python3 ollama.py ...`` as molecule runs it: the models and knobs it was given, exit 0 on SIGTERM."""
+    command = [sys.executable, str(Path(ollama_module.__file__)), "--host", "127.0.0.1", "--port", "0",
+               "--model", "phi4-mini:latest", "--model", "qwen2.5:3b", "--latency", "0.2", "--failure-rate", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = process.stdout.readline().split(" listening on ")[1].split()[0]
+        status, _type, body = call(url, "/api/tags")
+        assert status == 200 and [m["name"] for m in json.loads(body)["models"]] == ["phi4-mini:latest", "qwen2.5:3b"]
+        started = time.monotonic()
+        status, _type, body = call(url, "/api/generate", {"model": "qwen2.5:3b", "prompt": "x", "stream": False})
+        assert status == 200 and json.loads(body)["done"] is True
+        assert time.monotonic() - started >= 0.2
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=5)
+
+
+@pytest.mark.parametrize(
+    "arguments", [[], ["--model", "m", "--failure-rate", "1.5"], ["--model", "m", "--latency", "-1"]]
+)
+def test_the_command_line_refuses_bad_arguments(arguments):
+    result = subprocess.run([sys.executable, str(Path(ollama_module.__file__)), "--port", "0", *arguments],
+                            capture_output=True, text=True, timeout=20, check=False)
+    assert result.returncode == 2 and "error:" in result.stderr

@@ -1,5 +1,6 @@
-"""Unit tests of files/integrations/custom-wazuh_iris.py that need no IRIS: argv, options, building the
-IRIS alert, time and URL parsing, reading alert files, the spool and the log.
+"""Unit tests of the forwarder program (files/integrations/iris_forwarder.py, which the launcher
+custom-wazuh_iris.py runs) that need no IRIS: argv, options, building the IRIS alert, time and URL
+parsing, reading alert files, the spool and the log.
 
 The tests that talk to the IRIS emulator are in test_forwarder_iris.py.
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "files" / "integrations" / "custom-wazuh_iris.py"
+MODULE = Path(__file__).resolve().parents[2] / "files" / "integrations" / "iris_forwarder.py"
 KEY = "K3y-" + "s" * 60
 REDIRECT = "> /dev/null 2>&1"
 
@@ -41,13 +42,13 @@ WEB_ALERT = {
 
 
 def load_forwarder():
-    """Import the program (its file name has dashes) once per test session."""
-    module = sys.modules.get("custom_wazuh_iris")
+    """Import the program from its file once per test session."""
+    module = sys.modules.get("iris_forwarder")
     if module is None:
-        spec = importlib.util.spec_from_file_location("custom_wazuh_iris", SCRIPT)
+        spec = importlib.util.spec_from_file_location("iris_forwarder", MODULE)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        sys.modules["custom_wazuh_iris"] = module
+        sys.modules["iris_forwarder"] = module
     return module
 
 
@@ -326,8 +327,17 @@ def test_markdown_in_fields_is_neutralised(fw):
     ("2024-03-01 10:00:00", "2024-03-01T10:00:00"),
     ("2023-02-29T00:00:00+0000", None),
     ("2024-01-01T24:00:00+0000", None),
+    (" 2024-03-01T10:00:00,123456-01:30 ", "2024-03-01T11:30:00"),
+    ("2024-03-01T10:00:00.+0000", None),
+    ("2024-03-01T10:00:00.5+01", None),
+    ("2024-03-01T10:00:00+05:3", None),
+    ("2024-03-01T10:00:00z", None),
+    ("2024-03-01X10:00:00", None),
+    ("2024-03-01T10:0a:00", None),
+    ("2024-03-01T10:00", None),
     ("yesterday", None),
     ("", None),
+    (1717400000, None),
 ])
 def test_iris_event_time(fw, stamp, expected):
     assert fw.iris_event_time(stamp) == expected
@@ -350,6 +360,18 @@ def test_split_url(fw, url, expected):
 def test_split_url_refuses(fw, url):
     with pytest.raises(ValueError):
         fw.split_url(url)
+
+
+def test_the_host_goes_to_socket_and_ssl_as_ascii_bytes(fw, log):
+    """A str host would make socket and ssl import the idna codec on every run; IDN names are converted."""
+    def client(url):
+        return fw.Iris(url, KEY, timeout=1, retries=0, deadline=0, options={}, log=log)
+
+    assert client("https://IRIS.example:9094/alerts/add").host_ascii == b"IRIS.example"
+    assert client("https://[::1]:8443").host_ascii == b"::1"
+    assert client("https://b\u00fccher.example").host_ascii == b"xn--bcher-kva.example"
+    with pytest.raises(ValueError):  # a label too long for IDNA
+        client("https://" + "\u00fc" * 64 + ".example")
 
 
 def test_a_key_with_a_line_break_cannot_inject_headers(fw, log):

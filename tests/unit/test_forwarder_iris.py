@@ -1,8 +1,11 @@
-"""Tests of files/integrations/custom-wazuh_iris.py against the IRIS emulator (127.0.0.1, ephemeral ports).
+"""Tests of the forwarder (files/integrations/iris_forwarder.py and its launcher custom-wazuh_iris.py)
+against the IRIS emulator (127.0.0.1, ephemeral ports).
 
 Most runs call the program's main() in this process with the argv integratord builds; a few run it as
 a subprocess exactly like integratord (argv[0] "integrations", the literal "> /dev/null 2>&1" element,
-cwd standing in for /var/ossec, the script started through its shebang).
+cwd standing in for /var/ossec), through the launcher installed the way the role installs it: the
+``install`` recipe of tests/bench/bench_forwarder.py, so that the tests and the benchmark check the
+same layout (shebang ``#!<python> -IS``, module beside it, bytecode made by compileall).
 """
 import importlib.util
 import json
@@ -16,9 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench.bench_forwarder import install, loads_precompiled
 from tests.emulators.iris import IrisEmulator
 
-SCRIPT = Path(__file__).resolve().parents[2] / "files" / "integrations" / "custom-wazuh_iris.py"
+SOURCES = Path(__file__).resolve().parents[2] / "files" / "integrations"
+LAUNCHER = SOURCES / "custom-wazuh_iris.py"
+MODULE = SOURCES / "iris_forwarder.py"
 REDIRECT = "> /dev/null 2>&1"
 ADMIN_KEY = "A" * 64
 # Ids of a fresh IRIS 2.4.20 (not in natural order): severities and alert statuses.
@@ -47,12 +53,12 @@ ALERT_B = {
 
 
 def load_forwarder():
-    module = sys.modules.get("custom_wazuh_iris")
+    module = sys.modules.get("iris_forwarder")
     if module is None:
-        spec = importlib.util.spec_from_file_location("custom_wazuh_iris", SCRIPT)
+        spec = importlib.util.spec_from_file_location("iris_forwarder", MODULE)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        sys.modules["custom_wazuh_iris"] = module
+        sys.modules["iris_forwarder"] = module
     return module
 
 
@@ -137,19 +143,16 @@ def manager(tmp_path, emu):
     return Manager(tmp_path / "ossec", emu, api_key)
 
 
-@pytest.fixture
-def python_bin(tmp_path):
-    """PATH entry whose python3 is this interpreter, for the script's '#!/usr/bin/env python3'."""
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    (folder / "python3").symlink_to(sys.executable)
-    return folder
+@pytest.fixture(scope="module")
+def launcher(tmp_path_factory):
+    """The launcher installed as the role installs it, with this interpreter in its shebang."""
+    return install(tmp_path_factory.mktemp("ossec") / "integrations", sys.executable)
 
 
-def run_like_integratord(manager, python_bin, argv):
-    env = dict(os.environ, PATH=f"{python_bin}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.run(argv, executable=str(SCRIPT), cwd=manager.root, env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+def run_like_integratord(manager, launcher, argv, **kwargs):
+    """Run the installed launcher by its path, through its shebang, with integratord's argv and cwd."""
+    return subprocess.run(argv, executable=str(launcher), cwd=manager.root, capture_output=True, text=True,
+                          timeout=60, check=False, **kwargs)
 
 
 def refs(emu):
@@ -530,7 +533,7 @@ def test_a_held_lock_keeps_a_second_drain_away(manager, emu):
     assert sorted(refs(emu)) == sorted([alert(1)["id"], alert(2)["id"]])
 
 
-def test_two_concurrent_drains_never_send_an_item_twice(manager, emu, python_bin):
+def test_two_concurrent_drains_never_send_an_item_twice(manager, emu, launcher):
     emu.stop()
     for number in range(12):
         assert manager.run(alert(number), options={"outage_backoff": 30}) == 2
@@ -540,9 +543,8 @@ def test_two_concurrent_drains_never_send_an_item_twice(manager, emu, python_bin
         if phase == "before":
             time.sleep(0.02)
     options = manager.write_options(hook_url=manager.hook_url, api_key_file=str(manager.key_file))
-    env = dict(os.environ, PATH=f"{python_bin}{os.pathsep}{os.environ['PATH']}")
     with Hook(emu, slow):
-        procs = [subprocess.Popen([str(SCRIPT), "--replay", "--options", options], cwd=manager.root, env=env)
+        procs = [subprocess.Popen([str(launcher), "--replay", "--options", options], cwd=manager.root)
                  for _drain in range(2)]
         codes = [proc.wait(timeout=60) for proc in procs]
     assert codes == [0, 0]
@@ -661,7 +663,7 @@ def test_full_alert_is_logged_only_in_debug_mode(manager):
 
 
 # ------------------------------------------------------------------------------------------ bad input
-def test_bad_inputs_give_defined_exit_codes_and_no_traceback(manager, emu, python_bin):
+def test_bad_inputs_give_defined_exit_codes_and_no_traceback(manager, emu, launcher):
     cases = [
         (b'{"rule": {"id": "1"', 3, "is not JSON"),
         (b"", 3, "is empty"),
@@ -673,7 +675,7 @@ def test_bad_inputs_give_defined_exit_codes_and_no_traceback(manager, emu, pytho
         (json.dumps(alert(3, full_log="L" * (10 * 1024 * 1024))).encode(), 0, "source content truncated"),
     ]
     for content, code, message in cases:
-        result = run_like_integratord(manager, python_bin, manager.argv(content))
+        result = run_like_integratord(manager, launcher, manager.argv(content))
         assert result.returncode == code, (message, result.stderr)
         assert "Traceback" not in result.stderr + result.stdout
         assert message in manager.log()
@@ -686,8 +688,8 @@ def test_bad_inputs_give_defined_exit_codes_and_no_traceback(manager, emu, pytho
     assert len([name for name in manager.rejected() if name.endswith("-unparsed.alert")]) == 2
 
 
-def test_unknown_argv_layout_is_logged_in_the_default_log(manager, python_bin):
-    result = run_like_integratord(manager, python_bin, ["integrations", "/tmp/x.alert", manager.api_key, REDIRECT])
+def test_unknown_argv_layout_is_logged_in_the_default_log(manager, launcher):
+    result = run_like_integratord(manager, launcher, ["integrations", "/tmp/x.alert", manager.api_key, REDIRECT])
     assert result.returncode == 5
     assert "Traceback" not in result.stderr
     assert "unknown argument layout: got 3 arguments" in manager.log()
@@ -695,10 +697,10 @@ def test_unknown_argv_layout_is_logged_in_the_default_log(manager, python_bin):
     assert manager.api_key not in manager.log() + result.stderr
 
 
-def test_non_json_options_file_falls_back_to_defaults(manager, emu, python_bin):
+def test_non_json_options_file_falls_back_to_defaults(manager, emu, launcher):
     argv = manager.argv(alert(1))
     Path(argv[5]).write_text("customer_id=1\n")
-    result = run_like_integratord(manager, python_bin, argv)
+    result = run_like_integratord(manager, launcher, argv)
     assert result.returncode == 0, result.stderr
     assert "is not JSON" in manager.log()  # the defaults log to logs/integrations.log under cwd
     assert (manager.root / "var" / "iris-forwarder" / "lookups.json").exists()
@@ -712,21 +714,21 @@ def test_options_with_bad_keys_are_logged(manager, emu):
     assert "option 'verify_tls' must be true or false; using the default True" in log
 
 
-def test_old_three_argument_form_runs_like_integratord(manager, emu, python_bin):
+def test_old_three_argument_form_runs_like_integratord(manager, emu, launcher):
     argv = ["integrations", manager.alert_file(alert(1)), manager.api_key, manager.hook_url]
-    result = run_like_integratord(manager, python_bin, argv)
+    result = run_like_integratord(manager, launcher, argv)
     assert result.returncode == 0, result.stderr
     assert result.stdout == result.stderr == ""
     assert refs(emu) == [alert(1)["id"]]
     assert "-> IRIS alert 1" in manager.log()
 
 
-def test_integratord_debug_layout_and_missing_alert_file(manager, emu, python_bin):
+def test_integratord_debug_layout_and_missing_alert_file(manager, emu, launcher):
     argv = manager.argv(alert(1), debug="debug")
     assert len(argv) == 8
-    assert run_like_integratord(manager, python_bin, argv).returncode == 0
+    assert run_like_integratord(manager, launcher, argv).returncode == 0
     argv[1] = ""
-    result = run_like_integratord(manager, python_bin, argv)
+    result = run_like_integratord(manager, launcher, argv)
     assert result.returncode == 3
     assert "integratord could not create its temp file" in manager.log()
 
@@ -756,3 +758,69 @@ def test_connection_retries_follow_the_retries_argument(manager, emu):
         timer.join()
     assert emu.port == port
     assert refs(emu) == [alert(1)["id"]]
+
+
+# -------------------------------------------------------------------------------- installed launcher
+def test_installed_launcher_loads_the_hash_checked_bytecode(manager, launcher):
+    assert loads_precompiled(launcher, sys.executable, manager.root)
+    (pyc,) = (launcher.parent / "__pycache__").glob("iris_forwarder.*.pyc")
+    assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b11  # PEP 552: hash-based, checked against the source
+
+
+def test_launcher_without_bytecode_still_delivers_and_writes_none(manager, emu, tmp_path):
+    launcher = install(tmp_path / "integrations", sys.executable)
+    shutil.rmtree(launcher.parent / "__pycache__")
+    result = run_like_integratord(manager, launcher, manager.argv(alert(1)))
+    assert result.returncode == 0, result.stderr
+    assert refs(emu) == [alert(1)["id"]]
+    assert sorted(path.name for path in launcher.parent.iterdir()) == ["custom-wazuh_iris.py", "iris_forwarder.py"]
+
+
+def test_an_edited_module_runs_even_with_bytecode_of_the_old_one(manager, tmp_path):
+    launcher = install(tmp_path / "integrations", sys.executable)
+    module = launcher.parent / "iris_forwarder.py"
+    before = module.stat()
+    module.write_text(module.read_text().replace('PROG = "custom-wazuh_iris"', 'PROG = "custom-wazuh_irix"'))
+    os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size and mtime: only a hash tells
+    assert module.stat().st_size == before.st_size
+    assert run_like_integratord(manager, launcher, ["integrations", "x"]).returncode == 5
+    assert "custom-wazuh_irix: ERROR: unknown argument layout" in manager.log()
+
+
+def test_python_variables_and_files_beside_the_launcher_cannot_take_over(manager, emu, tmp_path):
+    launcher = install(tmp_path / "integrations", sys.executable)
+    (launcher.parent / "socket.py").write_text("raise SystemExit(99)\n")  # would shadow the stdlib if first on the path
+    decoy = tmp_path / "decoy"
+    decoy.mkdir()
+    (decoy / "iris_forwarder.py").write_text("raise SystemExit(98)\n")
+    env = dict(os.environ, PYTHONPATH=str(decoy))
+    result = run_like_integratord(manager, launcher, manager.argv(alert(1)), env=env)
+    assert result.returncode == 0, result.stderr
+    assert refs(emu) == [alert(1)["id"]]
+
+
+def test_the_repository_launcher_runs_as_it_is(manager, emu, tmp_path):
+    """files/integrations/custom-wazuh_iris.py unchanged: '#!/usr/bin/env -S python3 -IS', module beside it."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "python3").symlink_to(sys.executable)
+    env = dict(os.environ, PATH=f"{folder}{os.pathsep}{os.environ['PATH']}")
+    result = run_like_integratord(manager, LAUNCHER, manager.argv(alert(1)), env=env)
+    assert result.returncode == 0, result.stderr
+    assert refs(emu) == [alert(1)["id"]]
+
+
+def test_a_delivery_loads_no_module_it_does_not_need(manager, emu, launcher):
+    """Start-up cost guard: the idna codec (a str host), datetime, logging, the lock... stay unloaded."""
+    probe = ("import sys; sys.path.append(sys.argv.pop(1)); import iris_forwarder; "
+             "code = iris_forwarder.main(sys.argv); print(' '.join(sorted(sys.modules))); sys.exit(code)")
+    argv = manager.argv(alert(1))
+    result = subprocess.run([sys.executable, "-IS", "-c", probe, str(launcher.parent), *argv[1:]], cwd=manager.root,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert refs(emu) == [alert(1)["id"]]
+    loaded = set(result.stdout.split())
+    assert {"json", "socket", "ssl", "iris_forwarder"} <= loaded
+    unneeded = {"encodings.idna", "unicodedata", "stringprep", "hashlib", "fcntl", "datetime", "logging", "email",
+                "http", "urllib", "threading"}
+    assert loaded & unneeded == set()

@@ -1,0 +1,231 @@
+"""Checks of the wazuh_iris role on the Wazuh manager stand-in: files, owners and modes, the ossec.conf
+block, the replay units, and alerts that go from alerts.json through the integratord emulator and the
+forwarder to the IRIS emulator - including an IRIS outage of 50 alerts that the replay delivers once each.
+"""
+
+import json
+import re
+import sys
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "_shared"))
+from lab_checks import append_alerts, wait_for
+
+OSSEC = "/var/ossec"
+PROGRAM = f"{OSSEC}/integrations/custom-wazuh_iris.py"
+OPTIONS = f"{OSSEC}/etc/iris-forwarder.json"
+KEY_FILE = f"{OSSEC}/etc/iris-forwarder.key"
+CA_FILE = f"{OSSEC}/etc/iris-ca.pem"
+STATE_DIR = f"{OSSEC}/var/iris-forwarder"
+ALERTS_JSON = f"{OSSEC}/logs/alerts/alerts.json"
+OSSEC_LOG = f"{OSSEC}/logs/ossec.log"
+SOURCES = Path(__file__).resolve().parents[3] / "files" / "integrations"
+MODULE = f"{OSSEC}/integrations/iris_forwarder.py"
+BEGIN = "<!-- BEGIN socstack.wazuh_iris.wazuh_iris - DFIR-IRIS forwarder -->"
+END = "<!-- END socstack.wazuh_iris.wazuh_iris - DFIR-IRIS forwarder -->"
+OUTAGE_ALERTS = 50
+
+# Runs inside the container: GET one IRIS API path with the test CA, print the JSON `data`.
+IRIS_GET = """
+import json, ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.stdin.read().strip()})
+print(json.dumps(json.load(urllib.request.urlopen(req, context=ctx, timeout=10))["data"]))
+"""
+
+
+@pytest.fixture(scope="module")
+def settings(host):
+    return host.ansible.get_variables()
+
+
+def iris_get(host, settings, path):
+    """`data` of a GET on the emulated IRIS, asked from inside the container (key on stdin)."""
+    url = f"https://127.0.0.1:{settings['molecule_iris_port']}{path}"
+    ca = f"{settings['molecule_emulator_dir']}/ca.pem"
+    result = host.run(f"printf %s '{settings['molecule_iris_admin_key']}' | python3 -c '{IRIS_GET}' '{url}' {ca}")
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def iris_alerts(host, settings, ref_part):
+    """Every IRIS alert whose alert_source_ref contains ref_part (all pages)."""
+    found, page = [], 1
+    while True:
+        data = iris_get(host, settings, f"/alerts/filter?source_reference={ref_part}&per_page=100&page={page}")
+        found += data["alerts"]
+        if not data.get("next_page"):
+            return found
+        page += 1
+
+
+def customer_id(host, settings):
+    customers = iris_get(host, settings, "/manage/customers/list")
+    return next(c["customer_id"] for c in customers if c["customer_name"] == settings["molecule_iris_customer"])
+
+
+def wazuh_alert(alert_id, level=10):
+    return {
+        "timestamp": "2026-11-25T10:00:00.000+0000",
+        "rule": {"level": level, "description": "sshd: brute force trying to get access to the system.",
+                 "id": "5712", "groups": ["syslog", "sshd", "authentication_failures"],
+                 "mitre": {"id": ["T1110"], "tactic": ["Credential Access"], "technique": ["Brute Force"]}},
+        "agent": {"id": "000", "name": "wazuh-iris-manager"},
+        "manager": {"name": "wazuh-iris-manager"},
+        "id": alert_id,
+        "full_log": "sshd[17584]: Invalid user paco from 172.17.1.1 port 56404",
+        "location": "/var/log/secure",
+    }
+
+
+def spooled(host):
+    result = host.run(f"find {STATE_DIR}/spool -maxdepth 1 -name '*.json' 2>/dev/null | wc -l")
+    return int(result.stdout.strip() or 0)
+
+
+# --------------------------------------------------------------------------------------------- files
+def test_launcher_installed_with_wazuh_python(host):
+    program = host.file(PROGRAM)
+    assert (program.user, program.group, program.mode) == ("root", "wazuh", 0o750)
+    source_first, source_rest = (SOURCES / "custom-wazuh_iris.py").read_text(encoding="utf-8").split("\n", 1)
+    flags = re.sub(r"^#!\s*(\S*/env\s+(-S\s+)?)?\S+", "", source_first)  # interpreter flags are kept
+    first, rest = program.content_string.split("\n", 1)
+    assert first == f"#!{OSSEC}/framework/python/bin/python3{flags}"
+    assert rest == source_rest
+
+
+def test_module_installed_and_precompiled(host):
+    module = host.file(MODULE)
+    assert (module.user, module.group, module.mode) == ("root", "wazuh", 0o640)
+    assert module.content_string == (SOURCES / "iris_forwarder.py").read_text(encoding="utf-8")
+    cache = host.file(f"{OSSEC}/integrations/__pycache__")
+    assert (cache.user, cache.group, cache.mode) == ("root", "wazuh", 0o750)
+    # the bytecode records the size and mtime of the source it was compiled from: it must be current
+    check = host.run(f"sudo -u wazuh python3 -c 'import importlib.util, os, sys; s = os.stat(sys.argv[1]); "
+                     f"h = open(importlib.util.cache_from_source(sys.argv[1]), \"rb\").read(16); "
+                     f"sys.exit(int.from_bytes(h[8:12], \"little\") != int(s.st_mtime) "
+                     f"or int.from_bytes(h[12:16], \"little\") != s.st_size)' {MODULE}")
+    assert check.rc == 0, check.stderr
+
+
+def test_wazuh_may_run_but_not_change_the_program(host):
+    assert host.run(f"sudo -u wazuh test -x {PROGRAM}").rc == 0
+    assert host.run(f"sudo -u wazuh test -w {PROGRAM}").rc == 1
+
+
+def test_state_dir(host):
+    state = host.file(STATE_DIR)
+    assert state.is_directory
+    assert (state.user, state.group, state.mode) == ("wazuh", "wazuh", 0o750)
+
+
+@pytest.mark.parametrize("path", [OPTIONS, KEY_FILE, CA_FILE])
+def test_settings_files_readable_by_wazuh_only(host, path):
+    settings_file = host.file(path)
+    assert (settings_file.user, settings_file.group, settings_file.mode) == ("root", "wazuh", 0o640)
+
+
+def test_options_file(host, settings):
+    options = json.loads(host.file(OPTIONS).content_string)
+    assert options["customer_id"] == customer_id(host, settings)
+    assert options["hook_url"] == f"https://127.0.0.1:{settings['molecule_iris_port']}/alerts/add"
+    assert options["api_key_file"] == KEY_FILE
+    assert options["ca_file"] == CA_FILE
+    assert options["state_dir"] == STATE_DIR
+    assert options["tags"] == ["lab", "molecule"]
+    assert options["ai_pending"] is True
+    assert options["verify_tls"] is True
+    assert options["severity_by_level"]["10-12"] == "High"
+    assert host.file(KEY_FILE).content_string.strip() == settings["molecule_iris_admin_key"]
+    assert "BEGIN CERTIFICATE" in host.file(CA_FILE).content_string
+
+
+def test_ossec_conf_block_inside_ossec_config(host, settings):
+    conf = host.file(f"{OSSEC}/etc/ossec.conf")
+    assert (conf.user, conf.group, conf.mode) == ("root", "wazuh", 0o660)
+    text = conf.content_string
+    assert text.count(BEGIN) == 1 and text.count(END) == 1
+    assert text.index("<ossec_config>") < text.index(BEGIN) < text.index(END) < text.rindex("</ossec_config>")
+    block = ET.fromstring(text[text.index(BEGIN) + len(BEGIN):text.index(END)])  # noqa: S314 -- our own file
+    values = {child.tag: child.text for child in block}
+    assert values["name"] == "custom-wazuh_iris.py"
+    assert values["hook_url"] == f"https://127.0.0.1:{settings['molecule_iris_port']}/alerts/add"
+    assert values["api_key"] == settings["molecule_iris_admin_key"]
+    assert (values["level"], values["alert_format"]) == ("7", "json")
+    assert (values["timeout"], values["retries"]) == ("10", "3")  # the stand-in reports Wazuh 4.13.1
+    assert "&" not in values["options"] and "\\u0026" in values["options"]
+    assert json.loads(values["options"]) == json.loads(host.file(OPTIONS).content_string)
+
+
+def test_integratord_accepts_the_configuration(host):
+    result = host.run(f"{OSSEC}/bin/wazuh-integratord -t")
+    assert result.rc == 0, result.stderr
+
+
+def test_test_rule(host):
+    rule = host.file(f"{OSSEC}/etc/rules/wazuh_iris_test_rules.xml")
+    assert (rule.user, rule.group, rule.mode) == ("wazuh", "wazuh", 0o660)
+    parsed = ET.fromstring(rule.content_string.split("-->", 1)[1])  # noqa: S314 -- our own file
+    assert parsed.find("rule").get("id") == "100100"
+
+
+def test_manager_runs_the_integration(host):
+    assert host.service("wazuh-manager").is_running
+    assert "Enabling integration for: 'custom-wazuh_iris.py'." in host.file(OSSEC_LOG).content_string
+
+
+def test_replay_timer_enabled_and_service_hardened(host):
+    timer = host.service("wazuh-iris-replay.timer")
+    assert timer.is_enabled and timer.is_running
+    unit = host.run("systemctl show wazuh-iris-replay.service -p User -p ProtectSystem -p NoNewPrivileges")
+    assert {"User=wazuh", "ProtectSystem=strict", "NoNewPrivileges=yes"} <= set(unit.stdout.split())
+    analysis = host.run("systemd-analyze security --no-pager wazuh-iris-replay.service").stdout
+    exposure = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", analysis).group(1))
+    assert exposure <= 2.0, analysis
+
+
+# --------------------------------------------------------------------------------- alerts end to end
+def test_alert_reaches_iris_with_customer_severity_and_tags(host, settings):
+    ref = f"molecule-{uuid.uuid4().hex}"
+    append_alerts(host, [wazuh_alert(f"{ref}-low", level=3), wazuh_alert(ref)])
+    (alert,) = wait_for("the alert in IRIS",
+                        lambda: [a for a in iris_alerts(host, settings, ref) if a["alert_source_ref"] == ref])
+    assert alert["alert_customer_id"] == customer_id(host, settings)
+    severities = {s["severity_id"]: s["severity_name"] for s in iris_get(host, settings, "/manage/severities/list")}
+    assert severities[alert["alert_severity_id"]] == "High"  # level 10, resolved by name
+    statuses = {s["status_id"]: s["status_name"] for s in iris_get(host, settings, "/manage/alert-status/list")}
+    assert statuses[alert["alert_status_id"]] == "New"
+    tags = alert["alert_tags"].split(",")
+    assert {"wazuh", "rule:5712", "agent:wazuh-iris-manager", "T1110", "lab", "molecule", "ai-pending"} <= set(tags)
+    assert alert["alert_source_link"] == f"https://wazuh.lab/app/threat-hunting?tab=events&alert={ref}"
+    # the level-3 alert came first and was filtered out by <level>7</level>
+    assert [a["alert_source_ref"] for a in iris_alerts(host, settings, ref)] == [ref]
+
+
+def test_outage_spools_and_replay_delivers_each_alert_once(host, settings):
+    ref = f"outage-{uuid.uuid4().hex}"
+    log_before = len(host.file(OSSEC_LOG).content_string)
+    host.run("systemctl stop iris-emulator")
+    try:
+        append_alerts(host, [wazuh_alert(f"{ref}-{n:03d}") for n in range(OUTAGE_ALERTS)])
+        wait_for(f"{OUTAGE_ALERTS} alerts in the spool", lambda: spooled(host) == OUTAGE_ALERTS, timeout=180)
+        log = wait_for("integratord's report of the last run",
+                       lambda: host.file(OSSEC_LOG).content_string[log_before:].count("Exit status was: 2")
+                       >= OUTAGE_ALERTS and host.file(OSSEC_LOG).content_string[log_before:])
+        assert "Unable to run integration for custom-wazuh_iris.py -> integrations" in log
+        assert re.search(r"While running custom-wazuh_iris.py -> integrations\. Output: .*kept in the spool", log)
+        assert settings["molecule_iris_admin_key"] not in host.file(f"{OSSEC}/logs/integrations.log").content_string
+    finally:
+        host.run("systemctl start iris-emulator")
+    wait_for("IRIS to listen again", lambda: host.socket(f"tcp://127.0.0.1:{settings['molecule_iris_port']}")
+             .is_listening, timeout=30)
+    replay = host.run("systemctl start wazuh-iris-replay.service")
+    assert replay.rc == 0, replay.stderr
+    assert spooled(host) == 0
+    refs = [a["alert_source_ref"] for a in iris_alerts(host, settings, ref)]
+    assert len(refs) == OUTAGE_ALERTS
+    assert sorted(refs) == [f"{ref}-{n:03d}" for n in range(OUTAGE_ALERTS)]

@@ -1,0 +1,307 @@
+"""custom-opencti run by the integratord emulator, configured with what the wazuh_opencti role writes.
+
+A Wazuh home in a short /tmp directory holds etc/ossec.conf with the role's rendered ``<integration>``
+block (roles/wazuh_opencti/templates/ossec_integration.xml.j2, role defaults plus test values), the
+launcher and the program in integrations/ (root:<daemon group> 0750, as the role installs them) and
+logs/alerts/alerts.json. The integratord emulator (tests/emulators/integratord.py) runs as user
+nobody when the tests run as root, because root may write every file and integratord refuses
+writable scripts. It tails alerts.json and runs the launcher once per matching alert, as the real
+daemon does; the program asks the OpenCTI emulator (in this process) and sends its events to a
+datagram socket in the same directory (option ``queue_socket``).
+
+The rule file template is rendered here too, to check that every rule id moves with the base.
+"""
+
+import functools
+import importlib.util
+import json
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.emulators.integratord import read_config
+from tests.emulators.opencti import OpenCTIEmulator
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLE = ROOT / "roles" / "wazuh_opencti"
+PROGRAM_DIR = ROOT / "files" / "integrations"
+TOKEN = "opencti-integration-test-token-0123456789"
+C2_IP = "45.155.205.233"  # public address of the emulator's sample intel; only looked up, never contacted
+
+
+# --------------------------------------------------------------------------- rendering role templates
+
+
+@functools.cache
+def _ansible_plugins():
+    from ansible.plugins.loader import init_plugin_loader
+
+    init_plugin_loader()
+
+
+def render(template_name, **overrides):
+    """A role template rendered with the role's defaults and vars plus overrides, as Ansible would."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    _ansible_plugins()
+    loader = DataLoader()
+    variables = {
+        **loader.load_from_file(str(ROLE / "defaults" / "main.yml"), trusted_as_template=True),
+        **loader.load_from_file(str(ROLE / "vars" / "main.yml"), trusted_as_template=True),
+        "role_path": str(ROLE),
+        **overrides,
+    }
+    text = (ROLE / "templates" / template_name).read_text(encoding="utf-8")
+    # the template action and lookup render files without escaping backslashes
+    return Templar(loader=loader, variables=variables).template(trust_as_template(text), escape_backslashes=False)
+
+
+def load_program():
+    spec = importlib.util.spec_from_file_location("custom_opencti", PROGRAM_DIR / "custom-opencti.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --------------------------------------------------------------------------- the Wazuh home
+
+
+def daemon_identity():
+    """(uid, gid) integratord runs as: the current user, or nobody when the tests run as root (root may
+    write every file, so integratord's write-permission check would refuse every script)."""
+    if os.geteuid() != 0:
+        return os.getuid(), os.getgid()
+    nobody = pwd.getpwnam("nobody")
+    return nobody.pw_uid, nobody.pw_gid
+
+
+class WazuhHome:
+    """The tmp Wazuh home laid out as the role does, its queue socket and a running integratord emulator."""
+
+    def __init__(self, emu):
+        self.uid, self.gid = daemon_identity()
+        self.python = sys.executable if self.uid == os.getuid() else "/usr/bin/python3"
+        if not os.access(self.python, os.X_OK):
+            pytest.skip(f"{self.python} is needed to run integratord as user nobody")
+        self.dir = Path(tempfile.mkdtemp(prefix="ocw", dir="/tmp"))  # AF_UNIX paths: 108 bytes at most
+        self.dir.chmod(0o755)
+        for sub in ("bin", "etc", "integrations", "logs/alerts", "tmp", "var/opencti"):
+            (self.dir / sub).mkdir(parents=True)
+        shutil.copy(ROOT / "tests" / "emulators" / "integratord.py", self.dir / "bin" / "integratord.py")
+        for name in ("custom-opencti", "custom-opencti.py"):
+            path = self.dir / "integrations" / name
+            shutil.copy(PROGRAM_DIR / name, path)
+            if os.geteuid() == 0:  # as the role installs it: root:<daemon group> 0750
+                os.chown(path, 0, self.gid)
+                path.chmod(0o750)
+            else:  # not writable by the daemon's user (here: its owner)
+                path.chmod(0o550)
+        self.socket_path = str(self.dir / "queue")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.socket_path)
+        (self.dir / "logs" / "alerts" / "alerts.json").write_text("")
+        for path in ("logs", "logs/alerts", "logs/alerts/alerts.json", "tmp", "var/opencti", "queue"):
+            os.chown(self.dir / path, self.uid, self.gid)
+        block = render(
+            "ossec_integration.xml.j2",
+            wazuh_opencti_home=str(self.dir),
+            wazuh_opencti_url=emu.graphql_url,
+            wazuh_opencti_token=TOKEN,
+            wazuh_opencti_extra_options={"queue_socket": self.socket_path},
+        )
+        (self.dir / "etc" / "ossec.conf").write_text(f"<ossec_config>\n{block}</ossec_config>\n")
+        self.process = None
+
+    def start(self):
+        """Run the integratord emulator as the daemon's user; returns once it has enabled the integration."""
+        identity = {} if self.uid == os.getuid() else {"user": self.uid, "group": self.gid, "extra_groups": []}
+        self.process = subprocess.Popen(
+            [self.python, str(self.dir / "bin" / "integratord.py"), "--home", str(self.dir),
+             "--tmp-dir", str(self.dir / "tmp")],
+            env={"PATH": "/usr/bin:/bin"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **identity,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while "Enabling integration for: 'custom-opencti'." not in self.text("logs/ossec.log"):
+            assert time.monotonic() < deadline and self.process.poll() is None, self.text("logs/ossec.log")
+            time.sleep(0.05)
+        return self  # alerts.json is opened (at its end) before the integrations are enabled
+
+    def alert(self, alert):
+        """Append one alert to alerts.json (integratord only reads what is appended after it started)."""
+        with open(self.dir / "logs" / "alerts" / "alerts.json", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(alert) + "\n")
+
+    def messages(self, alert_id, timeout=10.0):
+        """(location, payload) of the datagrams received until one for alert_id has come and the
+        program that sent it has exited (integratord removed its temp files)."""
+        found = []
+        deadline = time.monotonic() + timeout
+        self.sock.settimeout(0.1)
+        while time.monotonic() < deadline:
+            try:
+                text = self.sock.recv(70000).decode("utf-8")
+            except socket.timeout:
+                seen = any(payload["opencti"]["source"]["alert_id"] == alert_id for _loc, payload in found)
+                if seen and not any((self.dir / "tmp").iterdir()):
+                    return found
+                continue
+            match = re.match(r'1:(.*?):(\{"integration".*)\Z', text, re.DOTALL)
+            assert match, text[:120]
+            found.append((match.group(1), json.loads(match.group(2))))
+        raise AssertionError(f"no event for alert {alert_id}; got {found}\n{self.text('logs/ossec.log')}")
+
+    def text(self, relative):
+        path = self.dir / relative
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+
+    def close(self):
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.sock.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    emu = OpenCTIEmulator(token=TOKEN).start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def emu(emulator):
+    emulator.reset()
+    emulator.load_sample_data()
+    return emulator
+
+
+@pytest.fixture
+def home(emu):
+    wazuh = WazuhHome(emu)
+    yield wazuh.start()
+    wazuh.close()
+
+
+def suricata_alert(dest_ip, *, level=6, groups=("ids", "suricata"), alert_id="1764064800.1234"):
+    return {
+        "timestamp": "2026-11-25T10:00:00.000+0000",
+        "id": alert_id,
+        "rule": {"id": "86601", "level": level, "description": "Suricata: Alert - ET MALWARE CnC beacon",
+                 "groups": list(groups)},
+        "agent": {"id": "004", "name": "app01", "ip": "192.168.20.14"},
+        "location": "/var/log/suricata/eve.json",
+        "data": {"src_ip": "192.168.20.14", "src_port": "51514", "dest_ip": dest_ip, "dest_port": "443",
+                 "proto": "TCP", "alert": {"signature": "ET MALWARE CnC beacon", "signature_id": "2030001"}},
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_the_role_block_is_read_by_integratord_and_its_options_by_the_program(home):
+    (integration,) = read_config(str(home.dir / "etc" / "ossec.conf"))
+    assert integration.name == "custom-opencti"
+    assert integration.group == "syscheck_file,ids,audit_command,sonicwall,fortigate"
+    assert (integration.level, integration.timeout, integration.alert_format) == (5, 10, "json")
+    assert integration.api_key == TOKEN
+    options_file = home.dir / "role.options"
+    options_file.write_text(integration.options + "\n")
+    options, problems = load_program().load_options(str(options_file))
+    assert problems == []
+    assert options["max_ind_alerts"] == 3
+    assert options["max_obs_alerts"] == 2
+    assert options["cache_ttl"] == 3600
+    assert options["state_dir"] == str(home.dir / "var" / "opencti")
+    assert options["queue_socket"] == home.socket_path
+    assert options["verify_tls"] is True
+
+
+def test_options_json_keeps_xml_special_characters_out_of_ossec_conf():
+    block = render("ossec_integration.xml.j2", wazuh_opencti_url="https://opencti.example.org/graphql",
+                   wazuh_opencti_token=TOKEN, wazuh_opencti_state_dir="/srv/a&b<c>")  # fmt: skip
+    options = ET.fromstring(block).find("options").text
+    assert "&" not in options and "<" not in options
+    assert json.loads(options)["state_dir"] == "/srv/a&b<c>"
+
+
+def test_filters_accept_a_comma_separated_string_and_rule_ids(tmp_path):
+    block = render("ossec_integration.xml.j2", wazuh_opencti_url="https://opencti.example.org/graphql",
+                   wazuh_opencti_token=TOKEN, wazuh_opencti_groups="ids, syscheck_file,",
+                   wazuh_opencti_rule_ids=[86601, 554], wazuh_opencti_level=0)  # fmt: skip
+    conf = tmp_path / "ossec.conf"
+    conf.write_text(f"<ossec_config>\n{block}</ossec_config>\n")
+    (integration,) = read_config(str(conf))
+    assert integration.group == "ids,syscheck_file"
+    assert integration.rule_id == [86601, 554]
+    assert integration.level == 0
+
+
+def test_ids_alert_gives_one_query_and_enrichment_events_then_the_cache_answers(home, emu):
+    home.alert(suricata_alert(C2_IP, alert_id="1764064800.1"))
+    messages = home.messages("1764064800.1")
+
+    assert emu.request_count == 1
+    assert emu.requests[0]["authorized"]
+    assert {location for location, _payload in messages} == {"[004] (app01) 192.168.20.14->opencti"}
+    assert {payload["integration"] for _location, payload in messages} == {"opencti"}
+    events = [payload["opencti"] for _location, payload in messages]
+    kinds = sorted((event["event_type"], event["matched_value"]) for event in events)
+    assert kinds == [("indicator_pattern_match", C2_IP), ("observable_with_indicator", C2_IP)]
+    assert "ERROR" not in home.text("logs/ossec.log")
+    assert TOKEN not in home.text("logs/integrations.log")
+    assert (home.dir / "var" / "opencti" / "opencti-cache.json").is_file()
+
+    home.alert(suricata_alert(C2_IP, alert_id="1764064800.2"))
+    events = [payload["opencti"] for _location, payload in home.messages("1764064800.2")]
+    assert emu.request_count == 1
+    assert sorted((event["event_type"], event["matched_value"]) for event in events) == kinds
+    assert {event["source"]["alert_id"] for event in events} == {"1764064800.2"}
+
+
+@pytest.mark.parametrize(
+    "rejected",
+    [
+        pytest.param(suricata_alert(C2_IP, level=4, alert_id="1764064800.3"), id="below-level-5"),
+        pytest.param(suricata_alert(C2_IP, groups=("syslog", "sshd"), alert_id="1764064800.3"), id="other-groups"),
+    ],
+)
+def test_alerts_the_filters_reject_never_reach_the_program(home, emu, rejected):
+    home.alert(rejected)
+    home.alert(suricata_alert(C2_IP, alert_id="1764064800.4"))  # handled after the rejected one
+    messages = home.messages("1764064800.4")
+    assert {payload["opencti"]["source"]["alert_id"] for _location, payload in messages} == {"1764064800.4"}
+    assert emu.request_count == 1
+
+
+def test_an_opencti_failure_becomes_one_error_event_and_integratord_sees_success(home, emu):
+    emu.fault = "http_500"
+    home.alert(suricata_alert(C2_IP, alert_id="1764064800.5"))
+    ((_location, payload),) = home.messages("1764064800.5")
+    assert emu.request_count == 1
+    assert payload["opencti"]["event_type"] == "error"
+    assert "HTTP 500" in payload["opencti"]["error"]
+    assert "ERROR" not in home.text("logs/ossec.log")
+
+
+@pytest.mark.parametrize("base", [110200, 110201, 110300, 119994])
+def test_rule_template_moves_every_id_and_if_sid_with_the_base(base):
+    text = render("opencti_rules.xml.j2", wazuh_opencti_rule_id_base=base)
+    group = ET.fromstring(text)  # one <group> root plus comments
+    ids = [int(rule.get("id")) for rule in group.iter("rule")]
+    assert ids == list(range(base, base + 6))
+    assert {int(sid.text) for sid in group.iter("if_sid")} == {base}
+    shipped = (ROOT / "files" / "rules" / "opencti_rules.xml").read_text(encoding="utf-8")
+    body = text.split("\n", 1)[1]  # after the role's one-line header comment
+    assert re.sub(r"\b11\d{4}\b", "N", body).rstrip() == re.sub(r"\b11\d{4}\b", "N", shipped).rstrip()
