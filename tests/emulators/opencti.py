@@ -36,6 +36,8 @@ import itertools
 import json
 import os
 import re
+import signal
+import sys
 import threading
 import time
 import uuid
@@ -248,6 +250,7 @@ class OpenCTIEmulator:
         self.observables = {}
         self.relationships = []
         self.requests = []  # one dict per request: {"path", "authorized", "body"}
+        self.request_log = None  # optional JSON-lines file that also gets every request (CLI --request-log)
         self.fault = None
         self.delay = 0.0
         self._server = None
@@ -294,6 +297,14 @@ class OpenCTIEmulator:
     def request_count(self):
         with self.lock:
             return len(self.requests)
+
+    def record(self, request):
+        """Keep one received request (and append it to the request log when one is set)."""
+        with self.lock:
+            self.requests.append(request)
+            if self.request_log:
+                with open(self.request_log, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(request) + "\n")
 
     # -- data
 
@@ -659,7 +670,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         authorized = self.headers.get("Authorization") == f"Bearer {emu.token}"
         with emu.lock:
-            emu.requests.append({"path": self.path, "authorized": authorized, "body": body})
+            emu.record({"path": self.path, "authorized": authorized, "body": body})
             fault, delay = emu.fault, emu.delay
         if delay:
             time.sleep(delay)
@@ -691,21 +702,26 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(200, {"data": data})
 
 
-def main():
-    """Serve the sample data set: `python3 tests/emulators/opencti.py --port 8080` (token from OPENCTI_TOKEN)."""
+def main(argv=None):
+    """Serve the sample data set until SIGTERM/SIGINT (token from OPENCTI_TOKEN):
+    `python3 tests/emulators/opencti.py --port 8080 [--request-log FILE]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
-    options = parser.parse_args()
+    parser.add_argument("--request-log", help="JSON-lines file that gets every request received")
+    options = parser.parse_args(argv)
     emulator = OpenCTIEmulator(os.environ.get("OPENCTI_TOKEN", "opencti-test-token"), options.host, options.port)
+    emulator.request_log = options.request_log
     emulator.load_sample_data()
     emulator.start()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_args: stop.set())
     print(f"OpenCTI emulator on {emulator.graphql_url}", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        emulator.stop()
+    stop.wait()
+    emulator.stop()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,8 +1,14 @@
 """tests/emulators/opencti.py answers like OpenCTI where the reference says how (opencti.md §1-§3)."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import types
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +94,26 @@ def test_bad_token_and_request_counting(emu):
     assert answer["errors"][0]["extensions"]["code"] == "AUTH_REQUIRED"
     assert emu.request_count == before + 1
     assert emu.requests[-1]["authorized"] is False
+
+
+def test_command_line_serves_sample_data_logs_requests_and_stops_on_sigterm(tmp_path):
+    """The CLI the molecule scenarios run as a service: --request-log gets one JSON line per request."""
+    log = tmp_path / "requests.jsonl"
+    program = Path(__file__).resolve().parents[1] / "emulators" / "opencti.py"
+    env = dict(os.environ, OPENCTI_TOKEN=TOKEN)
+    proc = subprocess.Popen(
+        [sys.executable, str(program), "--port", "0", "--request-log", str(log)],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        url = proc.stdout.readline().split(" on ", 1)[1].strip()
+        served = types.SimpleNamespace(graphql_url=url)
+        assert post(served, QUERY, {"f": group({"key": ["value"], "values": ["45.155.205.233"]})})[0] == 200
+        assert post(served, QUERY, token="nope")[0] == 200
+        logged = [json.loads(line) for line in log.read_text().splitlines()]
+        assert [entry["authorized"] for entry in logged] == [True, False]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
