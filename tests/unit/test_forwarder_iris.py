@@ -20,13 +20,14 @@ from pathlib import Path
 import pytest
 
 from tests.bench.bench_forwarder import install, loads_precompiled
+from tests.conftest import IRIS_ADMIN_KEY
 from tests.emulators.iris import IrisEmulator
 
 SOURCES = Path(__file__).resolve().parents[2] / "files" / "integrations"
 LAUNCHER = SOURCES / "custom-wazuh_iris.py"
 MODULE = SOURCES / "iris_forwarder.py"
 REDIRECT = "> /dev/null 2>&1"
-ADMIN_KEY = "A" * 64
+ADMIN_KEY = IRIS_ADMIN_KEY  # the key the shared iris_emulator fixture starts with
 # Ids of a fresh IRIS 2.4.20 (not in natural order): severities and alert statuses.
 SEVERITY_IDS = {"Medium": 1, "Unspecified": 2, "Informational": 3, "Low": 4, "High": 5, "Critical": 6}
 STATUS_NEW, STATUS_ASSIGNED = 2, 3
@@ -131,10 +132,9 @@ class Manager:
 
 
 @pytest.fixture
-def emu():
-    emulator = IrisEmulator(admin_api_key=ADMIN_KEY).start()
-    yield emulator
-    emulator.stop()
+def emu(iris_emulator):
+    """The shared IRIS emulator (tests/conftest.py), under this module's short name."""
+    return iris_emulator
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ import time
 
 import pytest
 
+from tests.conftest import IRIS_ADMIN_KEY
 from tests.emulators.iris import IrisEmulator
 
-ADMIN_KEY = "A" * 64
+ADMIN_KEY = IRIS_ADMIN_KEY  # the key the shared iris_emulator fixture starts with
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +28,9 @@ def iris(collection_root):
 
 
 @pytest.fixture
-def emu():
-    emulator = IrisEmulator(admin_api_key=ADMIN_KEY).start()
-    yield emulator
-    emulator.stop()
+def emu(iris_emulator):
+    """The shared IRIS emulator (tests/conftest.py), under this module's short name."""
+    return iris_emulator
 
 
 @pytest.fixture

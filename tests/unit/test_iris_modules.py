@@ -13,17 +13,16 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.common import warnings
 
-from tests.emulators.iris import IrisEmulator
+from tests.conftest import IRIS_ADMIN_KEY
 
-ADMIN_KEY = "A" * 64
+ADMIN_KEY = IRIS_ADMIN_KEY  # the key the shared iris_emulator fixture starts with
 STRONG = "Correct9HorseBattery"
 
 
 @pytest.fixture
-def emu():
-    emulator = IrisEmulator(admin_api_key=ADMIN_KEY).start()
-    yield emulator
-    emulator.stop()
+def emu(iris_emulator):
+    """The shared IRIS emulator (tests/conftest.py), under this module's short name."""
+    return iris_emulator
 
 
 @pytest.fixture
