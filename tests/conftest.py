@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# Host programs in files/ and the emulators in tests/ are imported directly by the tests.
-for extra in (ROOT, ROOT / "files"):
+# Host programs in files/ (the forwarder's module in files/integrations) and the emulators in tests/
+# are imported directly by the tests.
+for extra in (ROOT, ROOT / "files", ROOT / "files" / "integrations"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 

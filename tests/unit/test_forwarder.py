@@ -4,16 +4,14 @@ parsing, reading alert files, the spool and the log.
 
 The tests that talk to the IRIS emulator are in test_forwarder_iris.py.
 """
-import importlib.util
 import json
 import os
 import socket
-import sys
 from pathlib import Path
 
+import iris_forwarder  # files/integrations is on sys.path (tests/conftest.py)
 import pytest
 
-MODULE = Path(__file__).resolve().parents[2] / "files" / "integrations" / "iris_forwarder.py"
 KEY = "K3y-" + "s" * 60
 REDIRECT = "> /dev/null 2>&1"
 
@@ -41,20 +39,9 @@ WEB_ALERT = {
 }
 
 
-def load_forwarder():
-    """Import the program from its file once per test session."""
-    module = sys.modules.get("iris_forwarder")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("iris_forwarder", MODULE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules["iris_forwarder"] = module
-    return module
-
-
 @pytest.fixture(scope="module")
 def fw():
-    return load_forwarder()
+    return iris_forwarder
 
 
 @pytest.fixture
@@ -515,7 +502,7 @@ def test_log_falls_back_to_stderr(fw, tmp_path, capsys):
 
 # -------------------------------------------------------------------------------------- HTTP read
 def response_from(raw):
-    fw = load_forwarder()
+    fw = iris_forwarder
     server, client = socket.socketpair()
     try:
         server.sendall(raw)

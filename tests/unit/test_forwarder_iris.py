@@ -7,7 +7,6 @@ cwd standing in for /var/ossec), through the launcher installed the way the role
 ``install`` recipe of tests/bench/bench_forwarder.py, so that the tests and the benchmark check the
 same layout (shebang ``#!<python> -IS``, module beside it, bytecode made by compileall).
 """
-import importlib.util
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import iris_forwarder  # files/integrations is on sys.path (tests/conftest.py)
 import pytest
 
 from tests.bench.bench_forwarder import install, loads_precompiled
@@ -53,16 +53,6 @@ ALERT_B = {
 }
 
 
-def load_forwarder():
-    module = sys.modules.get("iris_forwarder")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("iris_forwarder", MODULE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules["iris_forwarder"] = module
-    return module
-
-
 def alert(number, **changes):
     """A distinct alert (its own Wazuh id) built from ALERT_B."""
     return dict(ALERT_B, id=f"1700000000.{number}", **changes)
@@ -72,7 +62,7 @@ class Manager:
     """A stand-in for a Wazuh manager's home (/var/ossec) running the forwarder like integratord."""
 
     def __init__(self, root, emu, api_key):
-        self.fw = load_forwarder()
+        self.fw = iris_forwarder
         self.root = root
         self.emu = emu
         self.api_key = api_key
