@@ -4,6 +4,8 @@ Fixtures that belong to one component live beside that component's tests; this f
 what every test area needs.
 """
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -46,3 +48,18 @@ def iris_emulator(iris_admin_key):
     emulator = IrisEmulator(admin_api_key=iris_admin_key).start()
     yield emulator
     emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (its own CA) made with the openssl CLI: (cert, key)."""
+    if not shutil.which("openssl"):
+        pytest.skip("the openssl CLI is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key

@@ -6,7 +6,6 @@ The playbooks are in targets/iris_modules/. The collection is found through a tm
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -137,16 +136,8 @@ def test_absent_removes_including_linked_customer(iris, first_run):
 
 
 @pytest.fixture(scope="module")
-def tls_emulator(tmp_path_factory):
-    if not shutil.which("openssl"):
-        pytest.skip("the openssl CLI is needed to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )
+def tls_emulator(tls_files):
+    cert, key = tls_files
     emulator = IrisEmulator(admin_api_key=ADMIN_KEY, tls_cert=str(cert), tls_key=str(key)).start()
     yield emulator, cert
     emulator.stop()

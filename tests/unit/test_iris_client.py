@@ -5,9 +5,7 @@ the API key in the message.
 """
 import http.server
 import json
-import shutil
 import socket
-import subprocess
 import threading
 import time
 
@@ -36,21 +34,6 @@ def emu(iris_emulator):
 @pytest.fixture
 def client(iris, emu):
     return iris.IrisClient(emu.url, ADMIN_KEY, timeout=5)
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory):
-    """A self-signed certificate for 127.0.0.1 made with the openssl CLI: (cert, key)."""
-    if not shutil.which("openssl"):
-        pytest.skip("the openssl CLI is needed to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )
-    return cert, key
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ and the IRIS rules other components' tests rely on. Needs nothing from ../shared
 import http.client
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -328,13 +327,8 @@ def test_outage_stop_and_start_on_the_same_port(iris_emulator, iris_admin_key):
     assert (status, body["data"]["customer_name"]) == (200, "Acme")
 
 
-def test_tls_mode_with_a_self_signed_certificate(tmp_path, iris_admin_key):
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not installed")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
+def test_tls_mode_with_a_self_signed_certificate(tls_files, iris_admin_key):
+    cert, key = tls_files
     emu = IrisEmulator(admin_api_key=iris_admin_key, tls_cert=str(cert), tls_key=str(key)).start()
     try:
         assert emu.url == f"https://127.0.0.1:{emu.port}"
