@@ -63,3 +63,16 @@ def tls_files(tmp_path_factory):
         check=True, capture_output=True, timeout=60,
     )
     return cert, key
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory):
+    """A CA and a server certificate for 127.0.0.1 signed by it (ca.pem, srv.pem, srv.key), made with the
+    openssl CLI by the benchmark's recipe, with the extensions Python 3.13's strict X.509 checks want."""
+    if not shutil.which("openssl"):
+        pytest.skip("the openssl CLI is needed to make test certificates")
+    from tests.bench.bench_forwarder import make_certificates
+
+    folder = tmp_path_factory.mktemp("ca")
+    make_certificates(folder)
+    return folder

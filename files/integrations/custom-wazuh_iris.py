@@ -1,10 +1,11 @@
 #!/usr/bin/env -S python3 -IS
-"""Launcher of the Wazuh -> DFIR-IRIS forwarder; the program itself is iris_forwarder.py beside this file.
+"""Launcher of the Wazuh -> DFIR-IRIS forwarder; the program is the package iris_forwarder beside this file,
+on the shared core socstack_core (also beside it).
 
 wazuh-integratord runs this file once per alert, through its shebang, so start-up time is most of
 the cost of an alert:
 - Importing the program, rather than running it as the script, lets Python load its bytecode from
-  __pycache__, which the installer makes with compileall. A script is compiled again on every run.
+  __pycache__, which the installer compiles (hash-checked). A script is compiled again on every run.
 - -I ignores PYTHON* variables (and SSLKEYLOGFILE) and the user's site directory; -S skips the site
   module, since only the standard library is used.
 - Imports make thousands of objects that live until exit and no garbage, so the cyclic garbage
@@ -17,7 +18,10 @@ import sys
 
 gc.disable()
 sys.dont_write_bytecode = True  # integrations/ is not writable by wazuh; only the installer compiles
-sys.path.append(os.path.dirname(os.path.realpath(__file__)))  # last, so nothing here shadows the stdlib
+HERE = os.path.dirname(os.path.realpath(__file__))
+sys.path.append(HERE)  # last, so nothing here shadows the stdlib
+if not os.path.isdir(os.path.join(HERE, "socstack_core")):  # run from the repository: files/socstack_core
+    sys.path.append(os.path.dirname(HERE))
 
 import iris_forwarder  # noqa: E402 -- found through the path entry just added
 

@@ -17,7 +17,6 @@ No PYTHON* variable is passed to either.
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -31,9 +30,11 @@ sys.path.insert(0, str(ROOT))
 
 from tests.emulators.iris import IrisEmulator  # noqa: E402
 
-SOURCES = ROOT / "files" / "integrations"
+FILES = ROOT / "files"
+SOURCES = FILES / "integrations"
 LAUNCHER = "custom-wazuh_iris.py"
-MODULE = "iris_forwarder.py"
+# The packages the role installs beside the launcher (roles/host_program), relative to files/.
+PACKAGES = ("integrations/iris_forwarder", "socstack_core")
 SHEBANG_FLAGS = "-IS"
 ALERT = {
     "timestamp": "2025-06-03T10:02:11.730+0000",
@@ -75,42 +76,61 @@ def make_certificates(directory):
     return ca, cert, key
 
 
-def install(integrations, python):
-    """Install the forwarder into integrations/ as the role does; returns the launcher's path.
+def install(integrations, python, launcher_name=LAUNCHER, packages=PACKAGES):
+    """Install a host program into integrations/ as the role does; returns the launcher's path.
 
-    The launcher's first line becomes ``#!<python> -IS``; the module's bytecode is made with the same
-    interpreter, hash-checked, so a stale .pyc can never be used.
+    The launcher's first line becomes ``#!<python> -IS``; each package directory is copied beside it
+    (root-owned in production) and its bytecode made with the same interpreter, hash-checked, so a
+    stale .pyc can never be used.
     """
-    integrations.mkdir(mode=0o750)
-    launcher = integrations / LAUNCHER
-    body = (SOURCES / LAUNCHER).read_text().split("\n", 1)[1]
+    integrations.mkdir(mode=0o750, exist_ok=True)
+    launcher = integrations / launcher_name
+    body = (SOURCES / launcher_name).read_text().split("\n", 1)[1]
     launcher.write_text(f"#!{python} {SHEBANG_FLAGS}\n{body}")
     launcher.chmod(0o750)
-    module = integrations / MODULE
-    shutil.copyfile(SOURCES / MODULE, module)
-    module.chmod(0o640)
-    subprocess.run([python, "-m", "compileall", "-q", "--invalidation-mode", "checked-hash", str(module)],
-                   check=True)
+    for package in packages:
+        target = integrations / Path(package).name
+        target.mkdir(mode=0o750, exist_ok=True)
+        for module in sorted((FILES / package).glob("*.py")):
+            shutil.copyfile(module, target / module.name)
+            (target / module.name).chmod(0o640)
+        subprocess.run([python, "-m", "compileall", "-q", "--invalidation-mode", "checked-hash", str(target)],
+                       check=True)
     return launcher
 
 
-def loads_precompiled(launcher, python, home):
-    """True when the launcher imports the module from its __pycache__ rather than compiling it."""
-    verbose = subprocess.run([python, f"{SHEBANG_FLAGS}v", str(launcher)], cwd=home, capture_output=True,
-                             text=True, check=False)
-    return f"code object from '{launcher.parent / '__pycache__'}{os.sep}iris_forwarder." in verbose.stderr
+def loads_precompiled(launcher, python, home, package="iris_forwarder"):
+    """True when the launcher imports the package and the core from their __pycache__ rather than compiling."""
+    verbose = subprocess.run([python, f"{SHEBANG_FLAGS}v", str(launcher), "--check-options", os.devnull],
+                             cwd=home, capture_output=True, text=True, check=False)
+    return all(f"code object from '{launcher.parent / name / '__pycache__'}{os.sep}__init__." in verbose.stderr
+               for name in (package, "socstack_core"))
+
+
+def peak_rss_kib(command, **kwargs):
+    """Peak RSS (KiB) of one run, through GNU time, or None without it.
+
+    A child's ru_maxrss as wait4() reports it also counts the parent's pages it had before exec (the
+    kernel keeps the high-water mark across exec), so the command is started by /usr/bin/time, whose own
+    memory is small, and time reports the command's peak."""
+    if not os.path.exists("/usr/bin/time"):
+        return None
+    result = subprocess.run(["/usr/bin/time", "-f", "%M", *command], capture_output=True, check=True, **kwargs)
+    return int(result.stderr.decode().strip().splitlines()[-1])
 
 
 def timed(command, **kwargs):
-    """(wall, CPU) seconds of one subprocess run; fails loudly on a non-zero exit."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """(wall s, CPU s) of one subprocess run; fails loudly on a non-zero exit."""
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, check=False, **kwargs)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
+    _pid, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if result.returncode != 0:
-        raise SystemExit(f"{command[0]} exited {result.returncode}: {result.stderr.decode()[-500:]}")
-    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    errors = process.stderr.read()
+    process.stderr.close()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{command[0]} exited {process.returncode}: {errors.decode()[-500:]}")
+    return elapsed, usage.ru_utime + usage.ru_stime
 
 
 def percentile(values, fraction):
@@ -145,22 +165,24 @@ def main():
             env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
             options = json.dumps({"ca_file": str(ca), "state_dir": str(home / "var" / "iris-forwarder")})
 
-            def run_forwarder(number):
+            def run_forwarder(number, measure=timed):
                 stamp = f"{int(time.time())}-{os.getpid()}{number:04d}"
                 alert_file = Path(f"/tmp/custom-wazuh_iris-{stamp}.alert")
                 options_file = Path(f"/tmp/custom-wazuh_iris-{stamp}.options")
                 alert_file.write_text(json.dumps(dict(ALERT, id=f"1748944931.{number}")) + "\n")
                 options_file.write_text(options + "\n")
                 try:
-                    return timed(["integrations", str(alert_file), api_key, f"{emulator.url}/alerts/add", "",
-                                  str(options_file), "10", "3", "> /dev/null 2>&1"],
-                                 executable=str(launcher), cwd=home, env=env)
+                    argv = [str(alert_file), api_key, f"{emulator.url}/alerts/add", "", str(options_file), "10",
+                            "3", "> /dev/null 2>&1"]
+                    if measure is peak_rss_kib:  # through time: the launcher by its path, as integratord
+                        return measure([str(launcher), *argv], cwd=home, env=env)
+                    return measure(["integrations", *argv], executable=str(launcher), cwd=home, env=env)
                 finally:
                     alert_file.unlink()
                     options_file.unlink()
 
-            def run_baseline():
-                return timed(["python3", "-c", "pass"], env=env)
+            def run_baseline(measure=timed):
+                return measure(["python3", "-c", "pass"], env=env)
 
             for number in range(3):  # warm-up: page cache and the forwarder's lookup cache
                 run_forwarder(100000 + number)
@@ -169,7 +191,9 @@ def main():
             for number in range(args.runs):
                 forwarder.append(run_forwarder(number))
                 baseline.append(run_baseline())
-            delivered = len({a["alert_source_ref"] for a in emulator.alerts()})
+            rss = ([run_forwarder(200000 + number, peak_rss_kib) for number in range(3)],
+                   [run_baseline(peak_rss_kib) for _number in range(3)])
+            delivered = len({a["alert_source_ref"] for a in emulator.alerts()}) - (3 if rss[0][0] is not None else 0)
         finally:
             emulator.stop()
 
@@ -184,6 +208,9 @@ def main():
     print(f"python3 -c pass:     median {base_median * 1000:.1f} ms (CPU median {base_cpu * 1000:.1f} ms)")
     print(f"ratio (median forwarder / median python3 -c pass): {fwd_median / base_median:.2f} "
           f"(CPU: {fwd_cpu / base_cpu:.2f})")
+    if rss[0] is not None:
+        print(f"peak RSS (GNU time): forwarder {max(rss[0]) / 1024:.1f} MiB, "
+              f"python3 -c pass {max(rss[1]) / 1024:.1f} MiB")
     return 0 if delivered == args.runs + 3 else 1
 
 

@@ -1,16 +1,20 @@
-"""Unit tests of the forwarder program (files/integrations/iris_forwarder.py, which the launcher
-custom-wazuh_iris.py runs) that need no IRIS: argv, options, building the IRIS alert, time and URL
-parsing, reading alert files, the spool and the log.
+"""Unit tests of the forwarder (the package files/integrations/iris_forwarder, which the launcher
+custom-wazuh_iris.py runs) that need no IRIS, no socket and no subprocess: argv, options, building the
+IRIS alert, time parsing, reading alert files, and the spool.
 
-The tests that talk to the IRIS emulator are in test_forwarder_iris.py.
+The shared core's own tests are in test_core.py; the forwarder against the IRIS emulator is in
+tests/integration/test_forwarder_iris.py, and its fault proofs in tests/integration/test_forwarder_faults.py.
 """
 import json
 import os
-import socket
 from pathlib import Path
 
 import iris_forwarder  # files/integrations is on sys.path (tests/conftest.py)
 import pytest
+from iris_forwarder import settings
+from iris_forwarder.alert import CONTENT_MAX_CHARS
+from iris_forwarder.spool import REJECTED_KEEP_BYTES
+from socstack_core.log import Log
 
 KEY = "K3y-" + "s" * 60
 REDIRECT = "> /dev/null 2>&1"
@@ -45,8 +49,8 @@ def fw():
 
 
 @pytest.fixture
-def log(fw, tmp_path):
-    return fw.Log(str(tmp_path / "integrations.log"))
+def log(tmp_path):
+    return Log("custom-wazuh_iris", str(tmp_path / "integrations.log"))
 
 
 def options(fw, **changes):
@@ -194,7 +198,7 @@ def test_default_severity_by_level(fw, level, name):
 
 
 def test_levels_outside_a_custom_mapping_take_the_nearest_range(fw):
-    ranges = fw._level_ranges({"5-8": "Low", "12-14": "High"})
+    ranges = settings.level_ranges({"5-8": "Low", "12-14": "High"})
     assert [fw.severity_for_level(level, ranges) for level in (0, 5, 9, 11, 15)] == ["Low", "Low", "Low", "High",
                                                                                      "High"]
 
@@ -272,7 +276,7 @@ def test_a_10_mb_full_log_gives_a_bounded_payload(fw, log):
     alert = dict(SSHD_ALERT, full_log="A" * (10 * 1024 * 1024))
     payload = fw.build_alert(alert, fw.default_options(), log)
     size = len(json.dumps(payload))
-    assert size < fw.CONTENT_MAX_CHARS + 20000
+    assert size < CONTENT_MAX_CHARS + 20000
     assert "first 4096 of 10485760 characters" in payload["alert_description"]
     assert "Source content truncated" in payload["alert_description"]
     assert payload["alert_source_content"]["full_log"].endswith("10485760 characters, first 65536 kept]")
@@ -283,7 +287,7 @@ def test_a_10_mb_full_log_gives_a_bounded_payload(fw, log):
 def test_many_medium_strings_are_cut_harder(fw):
     alert = dict(SSHD_ALERT, data={f"f{i}": "x" * 20000 for i in range(40)})
     content, note = fw.bound_content(alert)
-    assert len(json.dumps(content)) <= fw.CONTENT_MAX_CHARS
+    assert len(json.dumps(content)) <= CONTENT_MAX_CHARS
     assert "longer than 4096 characters" in note
 
 
@@ -330,40 +334,24 @@ def test_iris_event_time(fw, stamp, expected):
     assert fw.iris_event_time(stamp) == expected
 
 
-# -------------------------------------------------------------------------------------------- URL
-@pytest.mark.parametrize("url, expected", [
-    ("https://iris.example:9094/alerts/add", ("https", "iris.example", 9094, "")),
-    ("https://iris.example", ("https", "iris.example", 443, "")),
-    ("http://127.0.0.1:8000/", ("http", "127.0.0.1", 8000, "")),
-    ("https://proxy.example/iris/alerts/add?x=1", ("https", "proxy.example", 443, "/iris")),
-    ("https://[::1]:8443/alerts/add", ("https", "::1", 8443, "")),
-])
-def test_split_url(fw, url, expected):
-    assert fw.split_url(url) == expected
-
-
-@pytest.mark.parametrize("url", ["iris.example/alerts/add", "ftp://iris", "https://", "https://u:p@iris/",
-                                 "https://iris:port/", "https://iris:70000/", "https://iris/a b"])
-def test_split_url_refuses(fw, url):
-    with pytest.raises(ValueError):
-        fw.split_url(url)
-
-
-def test_the_host_goes_to_socket_and_ssl_as_ascii_bytes(fw, log):
-    """A str host would make socket and ssl import the idna codec on every run; IDN names are converted."""
+# --------------------------------------------------------------------------------------- client
+def test_the_host_is_kept_ascii_and_idn_names_are_converted(fw, log):
+    """A str host with non-ASCII makes socket and ssl import the idna codec; the client converts it once."""
     def client(url):
-        return fw.Iris(url, KEY, timeout=1, retries=0, deadline=0, options={}, log=log)
+        return fw.Iris(url, KEY, timeout=1, retries=0, deadline=0, options=fw.default_options(), log=log)
 
-    assert client("https://IRIS.example:9094/alerts/add").host_ascii == b"IRIS.example"
-    assert client("https://[::1]:8443").host_ascii == b"::1"
-    assert client("https://b\u00fccher.example").host_ascii == b"xn--bcher-kva.example"
+    assert client("https://IRIS.example:9094/alerts/add").endpoint.host_ascii == "IRIS.example"
+    assert client("https://proxy.example/iris/alerts/add").url == "https://proxy.example:443/iris"
+    assert client("https://[::1]:8443").endpoint.host_ascii == "::1"
+    assert client("https://b\u00fccher.example").endpoint.host_ascii == "xn--bcher-kva.example"
     with pytest.raises(ValueError):  # a label too long for IDNA
         client("https://" + "\u00fc" * 64 + ".example")
 
 
 def test_a_key_with_a_line_break_cannot_inject_headers(fw, log):
     with pytest.raises(ValueError, match="line break") as raised:
-        fw.Iris("https://iris", KEY + "\r\nX-Evil: 1", timeout=1, retries=0, deadline=0, options={}, log=log)
+        fw.Iris("https://iris", KEY + "\r\nX-Evil: 1", timeout=1, retries=0, deadline=0,
+                options=fw.default_options(), log=log)
     assert KEY not in str(raised.value)
 
 
@@ -393,10 +381,35 @@ def test_read_alert_without_a_file(fw, tmp_path):
 def test_read_alert_replaces_bytes_that_are_not_utf8(fw, tmp_path):
     path = tmp_path / "a.alert"
     path.write_bytes(b'{"id": "1.2", "full_log": "caf\xe9"}\n')
-    alert, warning = fw.read_alert(str(path))
+    alert, notes = fw.read_alert(str(path))
     assert alert["full_log"] == "caf\ufffd"
-    assert "not valid UTF-8" in warning
-    assert "offset 30" in warning
+    assert len(notes) == 1
+    assert "not valid UTF-8" in notes[0]
+    assert "offset 30" in notes[0]
+
+
+def test_read_alert_makes_lone_surrogates_and_deep_nesting_encodable(fw, tmp_path):
+    """Valid JSON that cannot be encoded back as UTF-8 (a lone surrogate) or is nested past what an
+    encoder walks is made deliverable, and the notes say what was replaced."""
+    path = tmp_path / "a.alert"
+    deep = "[" * 400 + "]" * 400
+    path.write_text('{"id": "1.3", "full_log": "x\\ud800y", "data": {"deep": ' + deep + "}}")
+    alert, notes = fw.read_alert(str(path))
+    assert alert["full_log"] == "x\ufffdy"
+    assert any("lone surrogates" in note for note in notes)
+    assert any("nested deeper than" in note for note in notes)
+    payload = fw.build_alert(alert, fw.default_options(), notes=notes)
+    json.dumps(payload, ensure_ascii=False).encode("utf-8")  # encodable: no exception
+    assert "lone surrogates" in payload["alert_description"]
+
+
+def test_read_alert_keeps_json_too_deep_to_parse_as_bad_input(fw, tmp_path):
+    path = tmp_path / "a.alert"
+    path.write_text('{"a": ' + "[" * 100000 + "]" * 100000 + "}")
+    with pytest.raises(fw.BadInput) as raised:
+        fw.read_alert(str(path))
+    assert "nested too deeply" in raised.value.args[0]
+    assert raised.value.args[1].startswith(b'{"a": [[[')  # the raw bytes, for rejected/
 
 
 # ------------------------------------------------------------------------------------------ spool
@@ -408,47 +421,82 @@ def item_for(fw, ref):
     return fw.new_item(fw.build_alert(dict(SSHD_ALERT, id=ref), fw.default_options()), "High", "New")
 
 
+def refs(spool):
+    out = []
+    for path in spool.pending():
+        held = spool.claim(path)
+        out.append(spool.load(held)["source_ref"])
+        held.close()
+    return out
+
+
 def test_spool_keeps_items_oldest_first_and_writes_atomically(fw, tmp_path, log):
     spool = spool_for(fw, tmp_path, log)
     for ref in ("1.1", "1.2", "1.3"):
-        spool.add(item_for(fw, ref))
-    assert [spool.load(path)["source_ref"] for path in spool.pending()] == ["1.1", "1.2", "1.3"]
+        spool.add(item_for(fw, ref)).close()
+    assert refs(spool) == ["1.1", "1.2", "1.3"]
     assert not [name for name in os.listdir(spool.dir) if name.startswith(".tmp-")]
     assert oct(os.stat(spool.pending()[0]).st_mode & 0o777) == "0o640"
+
+
+def test_a_held_item_cannot_be_claimed_until_its_holder_lets_go(fw, tmp_path, log):
+    spool = spool_for(fw, tmp_path, log)
+    held = spool.add(item_for(fw, "1.4"))
+    assert spool.claim(held.path) is None  # the writer locked it before it became visible
+    spool.update(held, dict(spool.load(held), state="unknown"))
+    assert spool.claim(held.path) is None  # the lock moves with the rewritten file
+    held.close()
+    again = spool.claim(held.path)
+    assert again is not None
+    assert spool.load(again)["state"] == "unknown"
+    again.close()
 
 
 def test_full_spool_drops_the_oldest_and_names_them(fw, tmp_path, log):
     spool = spool_for(fw, tmp_path, log, spool_max_files=2)
     for ref in ("2.1", "2.2", "2.3", "2.4"):
-        spool.add(item_for(fw, ref))
-    assert [spool.load(path)["source_ref"] for path in spool.pending()] == ["2.3", "2.4"]
-    text = Path(log.path).read_text()
-    assert "spool full (2 files): dropped the 1 oldest alert(s): 2.1" in text
-    assert "dropped the 1 oldest alert(s): 2.2" in text
+        spool.add(item_for(fw, ref)).close()
+    spool.enforce_bound()
+    assert refs(spool) == ["2.3", "2.4"]
+    assert "spool full (2 files): dropped the 2 oldest alert(s): 2.1, 2.2" in Path(log.path).read_text()
 
 
-def test_bound_is_left_to_the_lock_holder(fw, tmp_path, log):
+def test_the_bound_never_drops_an_item_in_flight(fw, tmp_path, log):
     spool = spool_for(fw, tmp_path, log, spool_max_files=1)
-    spool.add(item_for(fw, "3.1"))
-    lock = spool.try_lock()
-    try:
-        spool.add(item_for(fw, "3.2"))
-        assert len(spool.pending()) == 2  # a drain holds the lock: it trims when it ends
-        spool.enforce_bound()
-        assert [spool.load(path)["source_ref"] for path in spool.pending()] == ["3.2"]
-    finally:
-        os.close(lock)
+    in_flight = spool.add(item_for(fw, "3.1"))
+    spool.add(item_for(fw, "3.2")).close()
+    spool.enforce_bound()
+    assert refs_without(spool, in_flight) == []
+    assert spool.pending() == [in_flight.path]
+    in_flight.close()
+
+
+def refs_without(spool, held):
+    return [path for path in spool.pending() if path != held.path]
 
 
 def test_drain_lock_is_exclusive(fw, tmp_path, log):
     spool = spool_for(fw, tmp_path, log)
-    first = spool.try_lock()
+    first = spool.drain_lock()
     assert first is not None
-    assert spool.try_lock() is None
+    assert spool.drain_lock() is None
     os.close(first)
-    second = spool.try_lock()
+    second = spool.drain_lock()
     assert second is not None
     os.close(second)
+
+
+def test_items_of_version_1_are_read_with_their_state(fw, tmp_path, log):
+    spool = spool_for(fw, tmp_path, log)
+    os.makedirs(spool.dir)
+    old = {"v": 1, "source_ref": "9.1", "severity": "High", "status": "New", "payload": {"a": 1}, "created": 1.0,
+           "attempts": 2, "ambiguous": True, "last_error": "x"}
+    path = Path(spool.dir) / "00000000000000000001-aaaaaa-9.1.json"
+    path.write_text(json.dumps(old))
+    held = spool.claim(str(path))
+    item = spool.load(held)
+    held.close()
+    assert (item["state"], item["sent_at"], item["failures"], item["not_before"]) == ("unknown", None, 0, 0)
 
 
 def test_rejected_items_are_bounded(fw, tmp_path, log):
@@ -464,9 +512,11 @@ def test_rejected_items_are_bounded(fw, tmp_path, log):
 
 def test_corrupt_spool_file_is_moved_aside(fw, tmp_path, log):
     spool = spool_for(fw, tmp_path, log)
-    path = spool.add(item_for(fw, "5.1"))
+    held = spool.add(item_for(fw, "5.1"))
+    path = held.path
     Path(path).write_text("{torn")
-    assert spool.load(path) is None
+    assert spool.load(held) is None
+    held.close()
     assert spool.pending() == []
     assert os.listdir(spool.rejected_dir) == [os.path.basename(path)]
     assert "is unreadable (JSONDecodeError); moved to rejected/" in Path(log.path).read_text()
@@ -474,54 +524,21 @@ def test_corrupt_spool_file_is_moved_aside(fw, tmp_path, log):
 
 def test_unparsed_alert_bytes_are_kept_bounded(fw, tmp_path, log):
     spool = spool_for(fw, tmp_path, log)
-    path = spool.keep_unparsed(b"x" * (fw.REJECTED_KEEP_BYTES + 10))
-    assert os.path.getsize(path) == fw.REJECTED_KEEP_BYTES
+    path = spool.keep_unparsed(b"x" * (REJECTED_KEEP_BYTES + 10))
+    assert os.path.getsize(path) == REJECTED_KEEP_BYTES
 
 
-# -------------------------------------------------------------------------------------------- log
-def test_log_masks_the_key_and_keeps_one_line_per_event(fw, tmp_path):
-    log = fw.Log(str(tmp_path / "l.log"))
-    log.secrets.append(KEY)
-    log.info(f"Authorization: Bearer {KEY}\nsecond line")
-    log.debug("not shown")
-    log.error(f"bad {KEY}")
-    log.close()
-    lines = (tmp_path / "l.log").read_text().splitlines()
-    assert len(lines) == 2
-    assert KEY not in "".join(lines)
-    assert lines[0].endswith("INFO: Authorization: Bearer ***\\nsecond line")
-    assert " custom-wazuh_iris: ERROR: bad ***" in lines[1]
-    assert log.last_error == "bad ***"
-
-
-def test_log_falls_back_to_stderr(fw, tmp_path, capsys):
-    log = fw.Log(str(tmp_path / "missing-dir" / "l.log"))
-    log.warning("still visible")
-    assert "still visible" in capsys.readouterr().err
-
-
-# -------------------------------------------------------------------------------------- HTTP read
-def response_from(raw):
-    fw = iris_forwarder
-    server, client = socket.socketpair()
-    try:
-        server.sendall(raw)
-        server.close()
-        return fw._read_response(fw._Reader(client, __import__("time").monotonic() + 5))
-    finally:
-        client.close()
-
-
-def test_reads_content_length_chunked_and_close_delimited_bodies():
-    assert response_from(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbodyEXTRA")[::2] == (200, b"body")
-    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n5;x=y\r\npedia\r\n0\r\n\r\n"
-    assert response_from(chunked)[::2] == (200, b"wikipedia")
-    assert response_from(b"HTTP/1.0 503 Busy\r\nX: y\r\n\r\nall of it")[::2] == (503, b"all of it")
-    assert response_from(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")[0] == 201
-
-
-def test_truncated_or_foreign_responses_raise():
-    with pytest.raises(ConnectionError):
-        response_from(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")
-    with pytest.raises(ConnectionError):
-        response_from(b"SSH-2.0-OpenSSH\r\n\r\n")
+def test_secrets_are_masked_in_every_spool_file(fw, tmp_path, log):
+    log.masker.add(KEY)
+    spool = spool_for(fw, tmp_path, log)
+    item = dict(item_for(fw, "6.1"), last_error=f"HTTP 500: bad token {KEY}")
+    held = spool.add(item)
+    spool.update(held, dict(item, last_error=f"again {KEY}"))
+    held.close()
+    spool.reject(item, f"HTTP 400: {KEY}")
+    spool.keep_unparsed(f"raw {KEY}".encode())
+    spool.set_outage(f"unavailable: {KEY}")
+    written = [p for p in Path(spool.state_dir).rglob("*") if p.is_file()]
+    assert len(written) == 4
+    for path in written:
+        assert KEY.encode() not in path.read_bytes(), path

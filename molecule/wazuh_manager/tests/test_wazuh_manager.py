@@ -23,8 +23,9 @@ CA_FILE = f"{OSSEC}/etc/iris-ca.pem"
 STATE_DIR = f"{OSSEC}/var/iris-forwarder"
 ALERTS_JSON = f"{OSSEC}/logs/alerts/alerts.json"
 OSSEC_LOG = f"{OSSEC}/logs/ossec.log"
-SOURCES = Path(__file__).resolve().parents[3] / "files" / "integrations"
-MODULE = f"{OSSEC}/integrations/iris_forwarder.py"
+FILES = Path(__file__).resolve().parents[3] / "files"
+SOURCES = FILES / "integrations"
+PACKAGES = {"iris_forwarder": FILES / "integrations" / "iris_forwarder", "socstack_core": FILES / "socstack_core"}
 BEGIN = "<!-- BEGIN socstack.wazuh_iris.wazuh_iris - DFIR-IRIS forwarder -->"
 END = "<!-- END socstack.wazuh_iris.wazuh_iris - DFIR-IRIS forwarder -->"
 OUTAGE_ALERTS = 50
@@ -98,18 +99,28 @@ def test_launcher_installed_with_wazuh_python(host):
     assert rest == source_rest
 
 
-def test_module_installed_and_precompiled(host):
-    module = host.file(MODULE)
-    assert (module.user, module.group, module.mode) == ("root", "wazuh", 0o640)
-    assert module.content_string == (SOURCES / "iris_forwarder.py").read_text(encoding="utf-8")
-    cache = host.file(f"{OSSEC}/integrations/__pycache__")
-    assert (cache.user, cache.group, cache.mode) == ("root", "wazuh", 0o750)
-    # the bytecode records the size and mtime of the source it was compiled from: it must be current
-    check = host.run(f"sudo -u wazuh python3 -c 'import importlib.util, os, sys; s = os.stat(sys.argv[1]); "
-                     f"h = open(importlib.util.cache_from_source(sys.argv[1]), \"rb\").read(16); "
-                     f"sys.exit(int.from_bytes(h[8:12], \"little\") != int(s.st_mtime) "
-                     f"or int.from_bytes(h[12:16], \"little\") != s.st_size)' {MODULE}")
+def test_packages_installed_and_precompiled(host):
+    for package, source in PACKAGES.items():
+        folder = host.file(f"{OSSEC}/integrations/{package}")
+        assert (folder.user, folder.group, folder.mode) == ("root", "wazuh", 0o750)
+        sources = sorted(path.name for path in source.glob("*.py"))
+        assert sorted(name for name in folder.listdir() if name.endswith(".py")) == sources
+        for name in sources:
+            module = host.file(f"{OSSEC}/integrations/{package}/{name}")
+            assert (module.user, module.group, module.mode) == ("root", "wazuh", 0o640)
+            assert module.content_string == (source / name).read_text(encoding="utf-8")
+        cache = host.file(f"{OSSEC}/integrations/{package}/__pycache__")
+        assert (cache.user, cache.group, cache.mode) == ("root", "wazuh", 0o750)
+    # wazuh loads every module from hash-checked bytecode that matches its source: no compile per alert
+    check = host.run(f"sudo -u wazuh {OSSEC}/framework/python/bin/python3 -ISv "
+                     f"{OSSEC}/integrations/custom-wazuh_iris.py --check-options /dev/null")
     assert check.rc == 0, check.stderr
+    loaded = [line for line in check.stderr.splitlines() if "code object from" in line and "/integrations/" in line]
+    assert len(loaded) == sum(len(list(source.glob("*.py"))) for source in PACKAGES.values()), check.stderr
+
+
+def test_the_old_single_file_module_is_gone(host):
+    assert not host.file(f"{OSSEC}/integrations/iris_forwarder.py").exists
 
 
 def test_wazuh_may_run_but_not_change_the_program(host):

@@ -1,11 +1,13 @@
-"""Tests of the forwarder (files/integrations/iris_forwarder.py and its launcher custom-wazuh_iris.py)
+"""Tests of the forwarder (files/integrations/iris_forwarder/ and its launcher custom-wazuh_iris.py)
 against the IRIS emulator (127.0.0.1, ephemeral ports).
 
 Most runs call the program's main() in this process with the argv integratord builds; a few run it as
 a subprocess exactly like integratord (argv[0] "integrations", the literal "> /dev/null 2>&1" element,
 cwd standing in for /var/ossec), through the launcher installed the way the role installs it: the
 ``install`` recipe of tests/bench/bench_forwarder.py, so that the tests and the benchmark check the
-same layout (shebang ``#!<python> -IS``, module beside it, bytecode made by compileall).
+same layout (shebang ``#!<python> -IS``, packages beside it, bytecode made by compileall).
+The harness is tests/support/forwarder.py; the fixtures are in tests/integration/conftest.py. The
+fault proofs of the delivery guarantees are in test_forwarder_faults.py.
 """
 import json
 import os
@@ -16,177 +18,25 @@ import threading
 import time
 from pathlib import Path
 
-import iris_forwarder  # files/integrations is on sys.path (tests/conftest.py)
-import pytest
+from socstack_core import tls
+from socstack_core.log import Log
 
 from tests.bench.bench_forwarder import install, loads_precompiled
-from tests.conftest import IRIS_ADMIN_KEY
-from tests.emulators.iris import IrisEmulator
-
-SOURCES = Path(__file__).resolve().parents[2] / "files" / "integrations"
-LAUNCHER = SOURCES / "custom-wazuh_iris.py"
-MODULE = SOURCES / "iris_forwarder.py"
-REDIRECT = "> /dev/null 2>&1"
-ADMIN_KEY = IRIS_ADMIN_KEY  # the key the shared iris_emulator fixture starts with
-# Ids of a fresh IRIS 2.4.20 (not in natural order): severities and alert statuses.
-SEVERITY_IDS = {"Medium": 1, "Unspecified": 2, "Informational": 3, "Low": 4, "High": 5, "Critical": 6}
-STATUS_NEW, STATUS_ASSIGNED = 2, 3
-
-ALERT_A = {
-    "timestamp": "2025-06-03T10:02:11.730+0000",
-    "rule": {"level": 3, "description": "Audit: Command: /usr/bin/curl.", "id": "80792",
-             "groups": ["audit", "audit_command"]},
-    "agent": {"id": "004", "name": "app01", "ip": "192.168.20.14"},
-    "id": "1748944931.9912214",
-    "full_log": 'type=EXECVE msg=audit(1748944931.712:8812): argc=3 a0="curl" a1="-sO"',
-    "location": "/var/log/audit/audit.log",
-}
-ALERT_B = {
-    "timestamp": "2022-05-11T12:29:19.905+0000",
-    "rule": {"level": 10, "description": "sshd: brute force trying to get access to the system.", "id": "5712",
-             "mitre": {"id": ["T1110"], "tactic": ["Credential Access"], "technique": ["Brute Force"]},
-             "groups": ["syslog", "sshd", "authentication_failures"]},
-    "agent": {"id": "000", "name": "wazuh-manager"},
-    "id": "1652272159.1549653",
-    "full_log": "May 11 12:29:18 localhost sshd[17584]: Invalid user paco from 172.17.1.1 port 56404",
-    "location": "/var/log/secure",
-}
-
-
-def alert(number, **changes):
-    """A distinct alert (its own Wazuh id) built from ALERT_B."""
-    return dict(ALERT_B, id=f"1700000000.{number}", **changes)
-
-
-class Manager:
-    """A stand-in for a Wazuh manager's home (/var/ossec) running the forwarder like integratord."""
-
-    def __init__(self, root, emu, api_key):
-        self.fw = iris_forwarder
-        self.root = root
-        self.emu = emu
-        self.api_key = api_key
-        (root / "logs").mkdir(parents=True)
-        (root / "tmp").mkdir()
-        self.state = root / "var" / "iris-forwarder"
-        self.log_file = root / "logs" / "integrations.log"
-        self.key_file = root / "etc" / "iris.key"
-        self.key_file.parent.mkdir()
-        self.key_file.write_text(api_key + "\n")
-        self.options = {"state_dir": str(self.state), "log_file": str(self.log_file), "outage_backoff": 0}
-        self.count = 0
-
-    @property
-    def hook_url(self):
-        return f"{self.emu.url}/alerts/add"
-
-    def write_options(self, **changes):
-        self.count += 1
-        path = self.root / "tmp" / f"custom-wazuh_iris-{self.count}.options"
-        path.write_text(json.dumps(dict(self.options, **changes)) + "\n")
-        return str(path)
-
-    def alert_file(self, content):
-        self.count += 1
-        path = self.root / "tmp" / f"custom-wazuh_iris-{self.count}.alert"
-        path.write_bytes(content if isinstance(content, bytes) else (json.dumps(content) + "\n").encode())
-        return str(path)
-
-    def argv(self, content, *, key=None, url=None, debug="", timeout="10", retries="0", options=None):
-        options_file = self.write_options(**(options or {}))
-        tail = [] if debug else [REDIRECT]
-        return ["integrations", self.alert_file(content), self.api_key if key is None else key,
-                self.hook_url if url is None else url, debug, options_file, timeout, retries, *tail]
-
-    def run(self, content, **kwargs):
-        """One alert through main() in this process; returns the exit code."""
-        return self.fw.main(self.argv(content, **kwargs))
-
-    def replay(self, **options):
-        base = {"hook_url": self.hook_url, "api_key_file": str(self.key_file)}
-        return self.fw.main(["x", "--replay", "--options", self.write_options(**dict(base, **options))])
-
-    def log(self):
-        return self.log_file.read_text() if self.log_file.exists() else ""
-
-    def spooled(self):
-        spool = self.state / "spool"
-        return [json.loads(p.read_text()) for p in sorted(spool.glob("*.json"))] if spool.exists() else []
-
-    def rejected(self):
-        folder = self.state / "rejected"
-        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
-
-    def posts(self):
-        return [entry for entry in self.emu.request_log if entry[:2] == ("POST", "/alerts/add")]
-
-
-@pytest.fixture
-def emu(iris_emulator):
-    """The shared IRIS emulator (tests/conftest.py), under this module's short name."""
-    return iris_emulator
-
-
-@pytest.fixture
-def manager(tmp_path, emu):
-    _user_id, api_key = emu.add_user("wazuh-forwarder", groups=["Analysts"], customers=["IrisInitialClient"])
-    return Manager(tmp_path / "ossec", emu, api_key)
-
-
-@pytest.fixture(scope="module")
-def launcher(tmp_path_factory):
-    """The launcher installed as the role installs it, with this interpreter in its shebang."""
-    return install(tmp_path_factory.mktemp("ossec") / "integrations", sys.executable)
-
-
-def run_like_integratord(manager, launcher, argv, **kwargs):
-    """Run the installed launcher by its path, through its shebang, with integratord's argv and cwd."""
-    return subprocess.run(argv, executable=str(launcher), cwd=manager.root, capture_output=True, text=True,
-                          timeout=60, check=False, **kwargs)
-
-
-def refs(emu):
-    return [a["alert_source_ref"] for a in emu.alerts()]
-
-
-class Hook:
-    """An emulator hook acting on POST /alerts/add: fn(phase, body) may sleep or return a reply."""
-
-    def __init__(self, emu, fn):
-        self.emu, self.fn = emu, fn
-
-    def __call__(self, phase, method, path, *rest):
-        """The emulator's hook call; rest is (query, body, login)."""
-        if (method, path) == ("POST", "/alerts/add"):
-            return self.fn(phase, rest[1])
-        return None
-
-    def __enter__(self):
-        self.emu.add_hook(self)
-        return self
-
-    def __exit__(self, *exc):
-        self.emu.remove_hook(self)
-
-
-def wait_for(predicate, seconds=5.0):
-    """Poll until predicate() is true (for requests the emulator is still finishing)."""
-    end = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < end, "timed out waiting"
-        time.sleep(0.02)
-
-
-def reply_once(status, message, phase="before"):
-    """A hook function answering the first POST with (status, envelope) and letting later ones through."""
-    calls = []
-
-    def fn(hook_phase, body):
-        if hook_phase == phase and not calls:
-            calls.append(body)
-            return status, {"status": "error", "message": message, "data": []}
-        return None
-    return fn
+from tests.support.forwarder import (
+    ALERT_A,
+    ALERT_B,
+    LAUNCHER,
+    REDIRECT,
+    SEVERITY_IDS,
+    STATUS_ASSIGNED,
+    STATUS_NEW,
+    Hook,
+    alert,
+    refs,
+    reply_once,
+    run_like_integratord,
+    wait_for,
+)
 
 
 # ----------------------------------------------------------------------------------- delivery
@@ -299,13 +149,13 @@ def test_503_spools_the_alert_and_the_next_run_drains_it_first(manager, emu):
     with Hook(emu, reply_once(503, "Service Unavailable")):
         assert manager.run(alert(1)) == 2
     (item,) = manager.spooled()
-    assert (item["source_ref"], item["ambiguous"]) == (alert(1)["id"], False)
+    assert (item["source_ref"], item["state"]) == (alert(1)["id"], "unsent")
     assert "kept in the spool: IRIS did not take it" in manager.log()
     assert manager.run(alert(2)) == 0
     assert refs(emu) == [alert(1)["id"], alert(2)["id"]]
     assert manager.spooled() == []
     assert not any(entry[1].startswith("/alerts/filter") for entry in emu.request_log)  # it was not ambiguous
-    assert "spool drain: 1 sent, 0 already present, 0 rejected, 0 waiting" in manager.log()
+    assert "spool drain: 1 sent, 0 already present, 0 rejected" in manager.log()
 
 
 def test_429_is_transient(manager, emu):
@@ -351,7 +201,7 @@ def test_http_500_on_one_item_lets_the_drain_go_on(manager, emu):
         assert manager.replay() == 0
     assert refs(emu) == [alert(1)["id"], alert(3)["id"]]
     (item,) = manager.spooled()
-    assert (item["source_ref"], item["attempts"], item["ambiguous"]) == (alert(2)["id"], 1, True)
+    assert (item["source_ref"], item["attempts"], item["state"]) == (alert(2)["id"], 1, "unknown")
     assert manager.replay() == 0  # checks first (it may have been created), then sends
     assert sorted(refs(emu)) == sorted(alert(n)["id"] for n in (1, 2, 3))
 
@@ -381,7 +231,7 @@ def test_timeout_after_the_request_was_sent_is_checked_before_resending(manager,
         assert manager.run(alert(1), timeout="1") == 2
         assert time.monotonic() - started < 2.5
     (item,) = manager.spooled()
-    assert item["ambiguous"] is True
+    assert item["state"] == "unknown"
     assert refs(emu) == [alert(1)["id"]]  # created before the "after" hook ran
 
     posts = len(manager.posts())
@@ -400,7 +250,7 @@ def test_ambiguous_failure_without_creation_is_sent_once_despite_substring_match
                          alert_source_ref=near)
     with Hook(emu, reply_once(502, "Bad Gateway")):
         assert manager.run(alert(1)) == 2
-    assert manager.spooled()[0]["ambiguous"] is True
+    assert manager.spooled()[0]["state"] == "unknown"
     assert manager.replay() == 0
     assert refs(emu).count(ref) == 1
     assert len(emu.alerts()) == 3
@@ -412,12 +262,12 @@ def test_crash_after_iris_said_yes_does_not_duplicate(manager, emu, monkeypatch)
     emu.start()
     fw = manager.fw
 
-    def crash(self, path):
+    def crash(self, held):
         raise OSError("disk vanished")
-    monkeypatch.setattr(fw.Spool, "remove", crash)
+    monkeypatch.setattr(fw.Spool, "done", crash)
     assert manager.replay() == 1  # IRIS has the alert, the spool could not record it
     monkeypatch.undo()
-    assert manager.spooled()[0]["ambiguous"] is True  # written before the request went out
+    assert manager.spooled()[0]["state"] == "unknown"  # written before the request went out
     assert manager.replay() == 0
     assert refs(emu) == [alert(1)["id"]]
 
@@ -474,7 +324,7 @@ def test_overall_deadline_bounds_a_hanging_iris(manager, emu):
         started = time.monotonic()
         assert manager.run(alert(1), timeout="1") == 2
         assert time.monotonic() - started < 2.5
-    assert "no answer within 1.0 s" in manager.log()
+    assert "no complete answer within 1.0 s" in manager.log()
 
 
 def test_replay_with_an_empty_spool_is_quiet(manager):
@@ -510,8 +360,8 @@ def test_a_held_lock_keeps_a_second_drain_away(manager, emu):
     assert manager.run(alert(1)) == 2
     emu.start()
     spool = manager.fw.Spool(dict(manager.fw.default_options(), state_dir=str(manager.state)),
-                             manager.fw.Log(str(manager.log_file)))
-    lock = spool.try_lock()
+                             Log("test", str(manager.log_file)))
+    lock = spool.drain_lock()
     try:
         assert manager.replay() == 0
         assert "replay skipped" in manager.log()
@@ -543,35 +393,6 @@ def test_two_concurrent_drains_never_send_an_item_twice(manager, emu, launcher):
 
 
 # --------------------------------------------------------------------------------------------- TLS
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory):
-    """A CA and a server certificate for 127.0.0.1 signed by it (openssl CLI)."""
-    if not shutil.which("openssl"):
-        pytest.skip("the openssl CLI is needed to make test certificates")
-    folder = tmp_path_factory.mktemp("tls")
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-                                    "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
-                                    "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
-    for step in (  # the extensions are those Python 3.13's strict X.509 checks require
-        f"req -x509 -newkey rsa:2048 -nodes -keyout {folder}/ca.key -out {folder}/ca.pem -days 2 -subj /CN=test-ca "
-        "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign",
-        f"req -newkey rsa:2048 -nodes -keyout {folder}/srv.key -out {folder}/srv.csr -subj /CN=127.0.0.1",
-        f"x509 -req -in {folder}/srv.csr -CA {folder}/ca.pem -CAkey {folder}/ca.key -CAcreateserial "
-        f"-out {folder}/srv.pem -days 2 -extfile {folder}/san.ext",
-    ):
-        subprocess.run(["openssl", *step.split()], check=True, capture_output=True)
-    return folder
-
-
-@pytest.fixture
-def tls_manager(tmp_path, certificates):
-    emulator = IrisEmulator(admin_api_key=ADMIN_KEY, tls_cert=str(certificates / "srv.pem"),
-                            tls_key=str(certificates / "srv.key")).start()
-    _user_id, api_key = emulator.add_user("wazuh-forwarder", groups=["Analysts"], customers=["IrisInitialClient"])
-    yield Manager(tmp_path / "ossec", emulator, api_key)
-    emulator.stop()
-
-
 def test_tls_is_verified_against_the_ca_file(tls_manager, certificates):
     assert tls_manager.hook_url.startswith("https://127.0.0.1:")
     assert tls_manager.run(alert(1), options={"ca_file": str(certificates / "ca.pem")}) == 0
@@ -601,7 +422,7 @@ def hashed_ca_dir(certificates, folder):
 def test_system_trust_uses_the_hashed_ca_directory_lazily(tls_manager, certificates, monkeypatch, tmp_path):
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.setenv("SSL_CERT_DIR", str(hashed_ca_dir(certificates, tmp_path / "certs")))
-    context = tls_manager.fw._system_trust_context()
+    context = tls.client_context().context
     assert context.cert_store_stats()["x509_ca"] == 0  # nothing parsed up front
     assert context.check_hostname is True
     assert tls_manager.run(alert(1)) == 0  # no ca_file: the CA is found in the directory
@@ -611,7 +432,7 @@ def test_system_trust_uses_the_hashed_ca_directory_lazily(tls_manager, certifica
 def test_system_trust_honours_ssl_cert_file(tls_manager, certificates, monkeypatch, tmp_path):
     monkeypatch.setenv("SSL_CERT_FILE", str(certificates / "ca.pem"))
     monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "empty"))
-    assert tls_manager.fw._system_trust_context().cert_store_stats()["x509_ca"] == 1
+    assert tls.client_context().context.cert_store_stats()["x509_ca"] == 1
     assert tls_manager.run(alert(1)) == 0
 
 
@@ -753,22 +574,27 @@ def test_connection_retries_follow_the_retries_argument(manager, emu):
 # -------------------------------------------------------------------------------- installed launcher
 def test_installed_launcher_loads_the_hash_checked_bytecode(manager, launcher):
     assert loads_precompiled(launcher, sys.executable, manager.root)
-    (pyc,) = (launcher.parent / "__pycache__").glob("iris_forwarder.*.pyc")
-    assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b11  # PEP 552: hash-based, checked against the source
+    pycs = list((launcher.parent / "iris_forwarder" / "__pycache__").glob("*.pyc"))
+    pycs += list((launcher.parent / "socstack_core" / "__pycache__").glob("*.pyc"))
+    assert len(pycs) >= 10
+    for pyc in pycs:  # PEP 552: hash-based, checked against the source
+        assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b11, pyc
 
 
 def test_launcher_without_bytecode_still_delivers_and_writes_none(manager, emu, tmp_path):
     launcher = install(tmp_path / "integrations", sys.executable)
-    shutil.rmtree(launcher.parent / "__pycache__")
+    for package in ("iris_forwarder", "socstack_core"):
+        shutil.rmtree(launcher.parent / package / "__pycache__")
     result = run_like_integratord(manager, launcher, manager.argv(alert(1)))
     assert result.returncode == 0, result.stderr
     assert refs(emu) == [alert(1)["id"]]
-    assert sorted(path.name for path in launcher.parent.iterdir()) == ["custom-wazuh_iris.py", "iris_forwarder.py"]
+    assert sorted(path.name for path in launcher.parent.rglob("*") if path.is_dir()) == [
+        "iris_forwarder", "socstack_core"]
 
 
 def test_an_edited_module_runs_even_with_bytecode_of_the_old_one(manager, tmp_path):
     launcher = install(tmp_path / "integrations", sys.executable)
-    module = launcher.parent / "iris_forwarder.py"
+    module = launcher.parent / "iris_forwarder" / "settings.py"
     before = module.stat()
     module.write_text(module.read_text().replace('PROG = "custom-wazuh_iris"', 'PROG = "custom-wazuh_irix"'))
     os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size and mtime: only a hash tells
@@ -779,10 +605,12 @@ def test_an_edited_module_runs_even_with_bytecode_of_the_old_one(manager, tmp_pa
 
 def test_python_variables_and_files_beside_the_launcher_cannot_take_over(manager, emu, tmp_path):
     launcher = install(tmp_path / "integrations", sys.executable)
-    (launcher.parent / "socket.py").write_text("raise SystemExit(99)\n")  # would shadow the stdlib if first on the path
+    for name in ("_socket", "socket", "_json", "json"):  # would shadow the stdlib if first on the path
+        (launcher.parent / f"{name}.py").write_text("raise SystemExit(99)\n")
     decoy = tmp_path / "decoy"
     decoy.mkdir()
-    (decoy / "iris_forwarder.py").write_text("raise SystemExit(98)\n")
+    for name in ("iris_forwarder", "socstack_core"):
+        (decoy / f"{name}.py").write_text("raise SystemExit(98)\n")
     env = dict(os.environ, PYTHONPATH=str(decoy))
     result = run_like_integratord(manager, launcher, manager.argv(alert(1)), env=env)
     assert result.returncode == 0, result.stderr
@@ -801,7 +629,8 @@ def test_the_repository_launcher_runs_as_it_is(manager, emu, tmp_path):
 
 
 def test_a_delivery_loads_no_module_it_does_not_need(manager, emu, launcher):
-    """Start-up cost guard: the idna codec (a str host), datetime, logging, the lock... stay unloaded."""
+    """Start-up cost guard: the public json/socket/ssl modules (enums, re), the idna codec, datetime, logging,
+    the lock... stay unloaded; the C layers _json, _socket and _ssl do the work."""
     probe = ("import sys; sys.path.append(sys.argv.pop(1)); import iris_forwarder; "
              "code = iris_forwarder.main(sys.argv); print(' '.join(sorted(sys.modules))); sys.exit(code)")
     argv = manager.argv(alert(1))
@@ -810,7 +639,7 @@ def test_a_delivery_loads_no_module_it_does_not_need(manager, emu, launcher):
     assert result.returncode == 0, result.stderr
     assert refs(emu) == [alert(1)["id"]]
     loaded = set(result.stdout.split())
-    assert {"json", "socket", "ssl", "iris_forwarder"} <= loaded
-    unneeded = {"encodings.idna", "unicodedata", "stringprep", "hashlib", "fcntl", "datetime", "logging", "email",
-                "http", "urllib", "threading"}
+    assert {"_json", "_socket", "iris_forwarder", "socstack_core.http"} <= loaded
+    unneeded = {"json", "socket", "ssl", "re", "enum", "encodings.idna", "unicodedata", "stringprep", "hashlib",
+                "datetime", "logging", "email", "http", "urllib", "threading", "contextlib", "selectors"}
     assert loaded & unneeded == set()

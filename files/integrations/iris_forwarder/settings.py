@@ -1,0 +1,157 @@
+"""What a run was asked to do: the command line integratord builds, and the options file.
+
+Alert mode (run by wazuh-integratord, cwd = the Wazuh home, e.g. /var/ossec):
+    custom-wazuh_iris.py ALERT_FILE API_KEY HOOK_URL
+    custom-wazuh_iris.py ALERT_FILE API_KEY HOOK_URL DEBUG OPTIONS_FILE TIMEOUT RETRIES ['> /dev/null 2>&1']
+Replay mode (run by a systemd timer: drains the spool when no alert comes):
+    custom-wazuh_iris.py --replay --options OPTIONS_FILE [--debug]
+Options check (the role's validate step): custom-wazuh_iris.py --check-options OPTIONS_FILE
+"""
+from socstack_core import options as opt
+
+PROG = "custom-wazuh_iris"
+REDIRECT_ARG = "> /dev/null 2>&1"
+
+# Exit codes (docs/forwarder.md, "Exit codes").
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_SPOOLED = 2
+EXIT_BAD_INPUT = 3
+EXIT_REJECTED = 4
+EXIT_CONFIG = 5
+EXIT_LOST = 6
+EXIT_STORAGE = 7
+
+DEFAULT_TIMEOUT = 10
+DEFAULT_RETRIES = 3
+
+DEFAULT_SEVERITY_BY_LEVEL = {"0-3": "Informational", "4-6": "Low", "7-9": "Medium", "10-12": "High",
+                             "13-15": "Critical"}
+
+
+def level_ranges(value):
+    """Turn {"0-3": "Informational", "13": "Critical", ...} into sorted (low, high, name) tuples."""
+    if not isinstance(value, dict) or not value:
+        raise ValueError('must be an object such as {"0-3": "Informational", "4-6": "Low"}')
+    ranges = []
+    for key, name in value.items():
+        low, _dash, high = str(key).partition("-")
+        high = high or low
+        if not (low.strip().isdigit() and high.strip().isdigit()) or int(low) > int(high):
+            raise ValueError(f'key "{key}" is not a level or a range like "4-6"')
+        ranges.append((int(low), int(high), opt.text(name)))
+    return sorted(ranges)
+
+
+OPTIONS = {
+    "customer_id": (opt.integer(1), 1),
+    "severity_by_level": (level_ranges, DEFAULT_SEVERITY_BY_LEVEL),
+    "status": (opt.text, "New"),
+    "tags": (opt.string_list, []),
+    "ai_pending": (opt.boolean, False),
+    "dashboard_url": (opt.optional_text, None),
+    "ca_file": (opt.optional_text, None),
+    "verify_tls": (opt.boolean, True),
+    "state_dir": (opt.text, "var/iris-forwarder"),
+    "log_file": (opt.text, "logs/integrations.log"),
+    "hook_url": (opt.optional_text, None),
+    "api_key_file": (opt.optional_text, None),
+    "cache_ttl": (opt.integer(0), 3600),
+    "outage_backoff": (opt.integer(0), 30),
+    "spool_max_files": (opt.integer(1), 2000),
+    "rejected_max_files": (opt.integer(1), 500),
+    "replay_max_per_run": (opt.integer(1), 100),
+    "replay_max_seconds": (opt.integer(1), 15),
+    "ambiguity_window": (opt.integer(0), 120),
+    "retry_backoff": (opt.integer(0), 60),
+    "poison_max_attempts": (opt.integer(1), 5),
+    "poison_max_age": (opt.integer(1), 86400),
+}
+
+
+def default_options():
+    """Every option at its default value (already validated)."""
+    return opt.defaults(OPTIONS)
+
+
+def load_options(path):
+    """Read Wazuh's <options> JSON file; return (options, problems). Bad parts fall back to defaults."""
+    return opt.load(path, OPTIONS)
+
+
+class UsageError(Exception):
+    """The command line matches none of the supported layouts."""
+
+
+class Args:
+    """What the command line asked for."""
+
+    def __init__(self, *, alert_file="", api_key="", hook_url="", debug=False, options_file="",
+                 timeout=DEFAULT_TIMEOUT, retries=DEFAULT_RETRIES, replay=False, check_options=False):
+        self.alert_file = alert_file
+        self.api_key = api_key
+        self.hook_url = hook_url
+        self.debug = debug
+        self.options_file = options_file
+        self.timeout = timeout
+        self.retries = retries
+        self.replay = replay
+        self.check_options = check_options
+
+
+SHIFT_HINT = " (an api_key or hook_url containing a space shifts every later argument)"
+
+
+def _count_arg(value, name, default):
+    """Parse integratord's numeric slot; an empty slot gives the default."""
+    if value == "":
+        return default
+    if not value.isdigit():
+        raise UsageError(f"the {name} argument is not a number{SHIFT_HINT}")
+    return int(value)
+
+
+def parse_args(argv):
+    """Return Args for every layout Wazuh 4.x uses, or raise UsageError (argv values never logged)."""
+    rest = list(argv[1:])
+    if rest and rest[0] == "--replay":
+        return _parse_replay_args(rest[1:])
+    if rest and rest[0] == "--check-options":
+        if len(rest) != 2:
+            raise UsageError("--check-options takes one options file")
+        return Args(options_file=rest[1], check_options=True)
+    if rest and rest[-1] == REDIRECT_ARG:
+        rest.pop()
+    if len(rest) == 3:
+        rest += ["", "", "", ""]
+    elif len(rest) == 4:
+        rest += ["", "", ""]
+    elif len(rest) != 7:
+        raise UsageError(f"got {len(argv) - 1} arguments; expected ALERT_FILE API_KEY HOOK_URL, optionally "
+                         "followed by DEBUG OPTIONS_FILE TIMEOUT RETRIES and '> /dev/null 2>&1', "
+                         f"or --replay --options FILE{SHIFT_HINT}")
+    alert_file, api_key, hook_url, debug, options_file, timeout, retries = rest
+    if debug not in ("", "debug"):
+        raise UsageError(f"the debug argument must be 'debug' or empty{SHIFT_HINT}")
+    timeout = _count_arg(timeout, "timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
+    retries = _count_arg(retries, "retries", DEFAULT_RETRIES)
+    return Args(alert_file=alert_file, api_key=api_key, hook_url=hook_url, debug=debug == "debug",
+                options_file=options_file, timeout=timeout, retries=retries)
+
+
+def _parse_replay_args(rest):
+    """Parse the arguments that follow --replay."""
+    args = Args(replay=True)
+    while rest:
+        word = rest.pop(0)
+        if word == "--debug":
+            args.debug = True
+        elif word == "--options" and rest:
+            args.options_file = rest.pop(0)
+        elif word.startswith("--options="):
+            args.options_file = word.split("=", 1)[1]
+        else:
+            raise UsageError("replay mode takes --options FILE and optionally --debug")
+    if not args.options_file:
+        raise UsageError("replay mode needs --options FILE")
+    return args
