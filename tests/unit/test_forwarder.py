@@ -542,3 +542,24 @@ def test_secrets_are_masked_in_every_spool_file(fw, tmp_path, log):
     assert len(written) == 4
     for path in written:
         assert KEY.encode() not in path.read_bytes(), path
+
+
+# -------------------------------------------------------------------------------------------- docs
+def option_rows(path, heading):
+    """{name: default} of the option table under heading in a Markdown file."""
+    text = (Path(__file__).resolve().parents[2] / path).read_text()
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[0].startswith("`") and cells[2].startswith("`"):
+            rows[cells[0].strip("`")] = json.loads(cells[2].strip("`"))
+    return rows
+
+
+@pytest.mark.parametrize("path, heading", [("README.md", "## Forwarder options"), ("docs/forwarder.md", "## Options")])
+def test_the_documented_options_are_the_programs(fw, path, heading):
+    documented = option_rows(path, heading)
+    assert set(documented) == set(settings.OPTIONS)
+    for name, (_check, default) in settings.OPTIONS.items():
+        assert documented[name] == default, name
