@@ -16,20 +16,13 @@ from iris_forwarder.alert import CONTENT_MAX_CHARS
 from iris_forwarder.spool import REJECTED_KEEP_BYTES
 from socstack_core.log import Log
 
+from tests.support.forwarder import ALERT_B
+
 KEY = "K3y-" + "s" * 60
 REDIRECT = "> /dev/null 2>&1"
 
-# Two small alerts in Wazuh's alerts.json shape, so these tests run without ../shared.
-SSHD_ALERT = {
-    "timestamp": "2022-05-11T12:29:19.905+0000",
-    "rule": {"level": 10, "description": "sshd: brute force trying to get access to the system.", "id": "5712",
-             "mitre": {"id": ["T1110"], "tactic": ["Credential Access"], "technique": ["Brute Force"]},
-             "groups": ["syslog", "sshd", "authentication_failures"]},
-    "agent": {"id": "000", "name": "wazuh-manager"},
-    "id": "1652272159.1549653",
-    "full_log": "May 11 12:29:18 localhost sshd[17584]: Invalid user paco from 172.17.1.1 port 56404",
-    "location": "/var/log/secure",
-}
+# Small alerts in Wazuh's alerts.json shape, so these tests run without ../shared.
+SSHD_ALERT = ALERT_B  # an sshd brute-force alert in Wazuh's alerts.json shape
 WEB_ALERT = {
     "timestamp": "2017-03-27T13:40:41.204-0700",
     "rule": {"level": 7, "description": "SQL injection attempt.", "id": "31103",

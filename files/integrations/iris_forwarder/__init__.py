@@ -29,6 +29,7 @@ from .alert import (
     bound_content,
     build_alert,
     iris_event_time,
+    level_of,
     new_item,
     read_alert,
     severity_for_level,
@@ -57,18 +58,6 @@ from .spool import Spool
 __all__ = ["BadInput", "Failure", "Iris", "Spool", "UsageError", "bound_content", "build_alert", "default_options",
            "iris_event_time", "load_options", "main", "new_item", "parse_args", "read_alert", "run",
            "severity_for_level", "source_ref_for"]
-
-
-def _level(alert):
-    rule = alert.get("rule")
-    level = rule.get("level") if isinstance(rule, dict) else None
-    if isinstance(level, bool):
-        return None
-    if isinstance(level, int):
-        return level
-    if isinstance(level, str) and level.strip().isdigit():
-        return int(level)
-    return None
 
 
 def _bad_input(spool, log, exc):
@@ -121,7 +110,7 @@ def run_alert(args, options, log):
     for note in notes:
         log.warning(f"alert {alert.get('id', '?')}: {note}")
     payload = build_alert(alert, options, log, notes)
-    item = new_item(payload, severity_for_level(_level(alert), options["severity_by_level"]), options["status"])
+    item = new_item(payload, severity_for_level(level_of(alert), options["severity_by_level"]), options["status"])
     ref = item["source_ref"]
 
     client, blocked = _client(args, options, log, started + options["replay_max_seconds"] + 3 * args.timeout)

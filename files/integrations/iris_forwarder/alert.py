@@ -49,6 +49,12 @@ def _level(value):
     return None
 
 
+def level_of(alert):
+    """The alert's rule.level as an int, or None."""
+    rule = alert.get("rule")
+    return _level(rule.get("level")) if isinstance(rule, dict) else None
+
+
 def severity_for_level(level, ranges):
     """Severity name for a Wazuh level: the range holding it, else the nearest range."""
     if level is None:
