@@ -64,7 +64,7 @@ def test_every_sample_alert_is_delivered(manager, emu, shared_reference):
         assert manager.run(content) == 0, sample.name
         level = content["rule"]["level"]
         name = manager.fw.severity_for_level(level, manager.fw.default_options()["severity_by_level"])
-        expected[content["id"]] = SEVERITY_IDS[name]
+        expected[f"{content['manager']['name']}:{content['id']}"] = SEVERITY_IDS[name]  # unique across nodes
     got = {a["alert_source_ref"]: a["alert_severity_id"] for a in emu.alerts()}
     assert got == expected
     assert set(got.values()) >= {SEVERITY_IDS["High"], SEVERITY_IDS["Medium"], SEVERITY_IDS["Low"],

@@ -236,7 +236,7 @@ def test_every_sample_alert_builds(fw, shared_reference):
         alert = json.loads(sample.read_text())
         payload = fw.build_alert(alert, fw.default_options())
         rule, agent = alert["rule"], alert["agent"]
-        assert payload["alert_source_ref"] == alert["id"], sample.name
+        assert payload["alert_source_ref"] == f"{alert['manager']['name']}:{alert['id']}", sample.name
         assert payload["alert_title"].startswith(rule["description"][:40]), sample.name
         tags = payload["alert_tags"].split(",")
         assert tags[:3] == ["wazuh", f"agent:{agent['name']}", f"rule:{rule['id']}"], sample.name

@@ -37,6 +37,7 @@ from .alert import (
 )
 from .delivery import Run, StorageError, attempt, drain, exit_code_for, marked
 from .iris import CONFIG, UNAVAILABLE, Failure, Iris
+from .routing import route
 from .settings import (
     DEFAULT_TIMEOUT,
     EXIT_BAD_INPUT,
@@ -110,8 +111,11 @@ def run_alert(args, options, log):
     for note in notes:
         log.warning(f"alert {alert.get('id', '?')}: {note}")
     payload = build_alert(alert, options, log, notes)
-    item = new_item(payload, severity_for_level(level_of(alert), options["severity_by_level"]), options["status"])
+    customer, why = route(alert, options)
+    item = new_item(payload, severity_for_level(level_of(alert), options["severity_by_level"]), options["status"],
+                    customer=customer)
     ref = item["source_ref"]
+    log.debug(f"alert {ref} routed: {why}")
 
     client, blocked = _client(args, options, log, started + options["replay_max_seconds"] + 3 * args.timeout)
     run = Run(options, log, client, spool)

@@ -9,6 +9,7 @@ import time
 from socstack_core.http import quote
 from socstack_core.jsonio import dumps, encodable, loads
 
+from .routing import source_ref
 from .settings import PROG
 
 MAX_ALERT_BYTES = 64 * 1024 * 1024  # larger alert files are refused as bad input
@@ -190,7 +191,8 @@ def build_alert(alert, options, log=None, notes=()):
                if not value]
     if missing and log:
         log.warning(f"alert {alert.get('id', '?')} lacks {', '.join(missing)}; placeholders used")
-    ref = source_ref_for(alert)
+    wazuh_ref = source_ref_for(alert)
+    ref = source_ref(alert, wazuh_ref)
     rule_id = str(rule.get("id") or "unknown")
     level = _level(rule.get("level"))
     agent_name = str(agent.get("name") or "unknown")
@@ -204,7 +206,7 @@ def build_alert(alert, options, log=None, notes=()):
 
     content, note = bound_content(alert)
     lines = [
-        f"**Wazuh alert** {_md(ref)}",
+        f"**Wazuh alert** {_md(wazuh_ref)}" + (f" from {_md(ref[: -len(wazuh_ref) - 1])}" if ref != wazuh_ref else ""),
         "",
         f"- **Rule:** {_md(rule_id)} (level {level if level is not None else 'unknown'}): {_md(description)}",
         f"- **Groups:** {_md(', '.join(_as_list(rule.get('groups'))) or 'none')}",
@@ -240,7 +242,7 @@ def build_alert(alert, options, log=None, notes=()):
         "alert_customer_id": options["customer_id"],
     }
     if options["dashboard_url"]:
-        payload["alert_source_link"] = options["dashboard_url"].replace("{id}", quote(ref))
+        payload["alert_source_link"] = options["dashboard_url"].replace("{id}", quote(wazuh_ref))
     event_time = iris_event_time(alert.get("timestamp", ""))
     if event_time:
         payload["alert_source_event_time"] = event_time
@@ -250,16 +252,16 @@ def build_alert(alert, options, log=None, notes=()):
     return payload
 
 
-def new_item(payload, severity, status, now=None):
+def new_item(payload, severity, status, now=None, customer=None):
     """A spool item: the IRIS body, the names its ids are resolved from when it is sent, its delivery state.
 
     state "unsent": IRIS cannot have it; "unknown": a send may have reached IRIS (sent_at says when).
-    See docs/forwarder.md, "Delivery".
+    customer: the IRIS customer name routing chose (None: the payload's customer_id). See docs/forwarder.md.
     """
     now = time.time() if now is None else now
     return {"v": ITEM_VERSION, "source_ref": payload["alert_source_ref"], "severity": severity, "status": status,
             "payload": payload, "created": now, "state": "unsent", "sent_at": None, "attempts": 0,
-            "failures": 0, "not_before": 0, "last_error": ""}
+            "failures": 0, "not_before": 0, "last_error": "", "customer": customer}
 
 
 def read_alert(path):

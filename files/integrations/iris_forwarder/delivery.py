@@ -42,7 +42,8 @@ class Run:
         self.cache_file = f"{options['state_dir']}/lookups.json"
 
     def send(self, item):
-        return iris.send(self.client, item, self.cache_file, self.options["cache_ttl"], self.log)
+        return iris.send(self.client, item, self.cache_file, self.options["cache_ttl"], self.log,
+                         customers=self.options["customers"])
 
     def outage(self, failure):
         if failure.kind == UNAVAILABLE and self.options["outage_backoff"]:

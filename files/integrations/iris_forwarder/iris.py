@@ -164,16 +164,24 @@ def _fetch_lookups(client):
     return maps
 
 
-def _read_cache(path, url, ttl):
+def _read_cache(path, url, ttl, kinds=("severities", "statuses")):
     try:
         with open(path, "rb") as handle:
             cache = loads(handle.read())
         age = time.time() - float(cache["fetched"])
         if cache["url"] == url and 0 <= age < ttl:
-            return {"severities": dict(cache["severities"]), "statuses": dict(cache["statuses"])}
+            return {kind: dict(cache[kind]) for kind in kinds}
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         pass
     return None
+
+
+def _write_cache(path, url, maps, log):
+    try:
+        os.makedirs(os.path.dirname(path) or ".", mode=0o750, exist_ok=True)
+        write_json(path, {"url": url, "fetched": time.time(), **maps}, log.masker, durable=False)
+    except OSError as exc:
+        log.warning(f"cannot write the lookup cache {path}: {exc.strerror or exc}")
 
 
 def _find(mapping, name):
@@ -189,11 +197,7 @@ def resolve_ids(client, severity, status, *, cache_file, ttl, log, refresh=False
     maps = None if refresh or ttl == 0 else _read_cache(cache_file, client.url, ttl)
     if maps is None or _find(maps["severities"], severity) is None or _find(maps["statuses"], status) is None:
         maps = _fetch_lookups(client)
-        try:
-            os.makedirs(os.path.dirname(cache_file) or ".", mode=0o750, exist_ok=True)
-            write_json(cache_file, {"url": client.url, "fetched": time.time(), **maps}, log.masker, durable=False)
-        except OSError as exc:
-            log.warning(f"cannot write the lookup cache {cache_file}: {exc.strerror or exc}")
+        _write_cache(cache_file, client.url, maps, log)
     ids = (_find(maps["severities"], severity), _find(maps["statuses"], status))
     for ident, name, kind, label, option in ((ids[0], severity, "severities", "severity", "severity_by_level"),
                                              (ids[1], status, "statuses", "alert status", "status")):
@@ -203,20 +207,59 @@ def resolve_ids(client, severity, status, *, cache_file, ttl, log, refresh=False
     return ids
 
 
+# ------------------------------------------------------------------------------------ customers
+def resolve_customer(client, name, known, *, cache_file, ttl, log):
+    """IRIS customer id of a routed customer name: from the customers option, else a cached lookup.
+
+    A name IRIS does not have, or that the account may not look up (403: it lacks customers_read), is
+    this alert's problem: Failure(REJECTED), so it waits in rejected/ and holds nothing else up.
+    """
+    ident = _find(known, name)
+    if ident is not None:
+        return ident
+    cached = None if ttl == 0 else _read_cache(cache_file, client.url, ttl, ("customers",))
+    if cached is None or _find(cached["customers"], name) is None:
+        try:
+            rows = get_data(client, "/manage/customers/list")
+        except Failure as failure:
+            if failure.kind == AUTH:
+                raise Failure(REJECTED, f"customer {name!r} is not in the customers option, and the IRIS account "
+                                        f"may not list customers ({failure.reason}); add it to customers") from None
+            raise
+        if not isinstance(rows, list):
+            raise Failure(UNAVAILABLE, "GET /manage/customers/list answered without a list")
+        cached = {"customers": {str(row.get("customer_name")): row.get("customer_id") for row in rows
+                                if isinstance(row, dict) and isinstance(row.get("customer_id"), int)}}
+        _write_cache(cache_file, client.url, cached, log)
+    ident = _find(cached["customers"], name)
+    if ident is None:
+        raise Failure(REJECTED, f"IRIS has no customer named {name!r} (routing); add it, or fix customer_field / "
+                                "customer_routes")
+    return ident
+
+
 # ---------------------------------------------------------------------------------------- alerts
-def send(client, item, cache_file, ttl, log):
+def send(client, item, cache_file, ttl, log, *, customers=None):
     """Create the alert in IRIS; returns the new alert id or raises Failure."""
     refresh = False
+    routed = item.get("customer")
+    extra = {}
+    if routed:
+        extra["alert_customer_id"] = resolve_customer(client, routed, customers or {}, ttl=ttl, log=log,
+                                                      cache_file=cache_file.replace("lookups.json", "customers.json"))
     while True:
         severity_id, status_id = resolve_ids(client, item["severity"], item["status"], cache_file=cache_file,
                                              ttl=ttl, log=log, refresh=refresh)
-        body = dict(item["payload"], alert_severity_id=severity_id, alert_status_id=status_id)
+        body = dict(item["payload"], alert_severity_id=severity_id, alert_status_id=status_id, **extra)
         log.debug(f"POST /alerts/add body: {dumps(body)[:65536]}")
         status, envelope, text = client.request("POST", "/alerts/add", body)
         if _succeeded(status, envelope):
             data = envelope.get("data")
             return data.get("alert_id") if isinstance(data, dict) else None
         failure = failure_for(status, envelope, text, "POST", "/alerts/add")
+        if routed and "not entitled" in text:  # one tenant's link is missing: the others go on
+            failure = Failure(REJECTED, f"{failure.reason.split(' (check', 1)[0]} (the IRIS account is not linked to "
+                                        f"customer {routed!r}, id {extra['alert_customer_id']}; link it)")
         if failure.kind == STALE_IDS and not refresh:
             log.warning(f"IRIS refused the cached severity/status ids; refreshing them ({text[:120]})")
             refresh = True

@@ -9,6 +9,8 @@ Options check (the role's validate step): custom-wazuh_iris.py --check-options O
 """
 from socstack_core import options as opt
 
+from .routing import customer_ids, routes
+
 PROG = "custom-wazuh_iris"
 REDIRECT_ARG = "> /dev/null 2>&1"
 
@@ -45,6 +47,9 @@ def level_ranges(value):
 
 OPTIONS = {
     "customer_id": (opt.integer(1), 1),
+    "customer_field": (opt.optional_text, None),
+    "customer_routes": (routes, []),
+    "customers": (customer_ids, {}),
     "severity_by_level": (level_ranges, DEFAULT_SEVERITY_BY_LEVEL),
     "status": (opt.text, "New"),
     "tags": (opt.string_list, []),
