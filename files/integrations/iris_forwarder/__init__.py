@@ -21,7 +21,7 @@ import sys
 import time
 
 from socstack_core import faults
-from socstack_core.log import Log, Masker
+from socstack_core.log import Log, Masker, end_process
 from socstack_core.options import problems as option_problems
 
 from .alert import (
@@ -257,10 +257,4 @@ def main(argv=None):
 
 def run():
     """Run main() and end the process with its exit code, skipping the interpreter's slow teardown."""
-    code = main()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-    os._exit(code)  # the log is closed and nothing else is buffered
+    end_process(main())  # the log is closed and nothing else is buffered
