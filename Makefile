@@ -27,7 +27,7 @@ help:
 	@echo "make lab          build the lab images and roll the stack out into containers"
 	@echo "make lab-destroy  remove the lab"
 	@echo "make build        build the collection tarball"
-	@echo "stages: venv ruff lint sanity unit molecule images (SCENARIOS='a b' to pick scenarios)"
+	@echo "stages: venv ruff lint sanity core-matrix unit molecule images (SCENARIOS='a b' to pick scenarios)"
 
 # --- virtualenv: (re)created when missing or older than a requirements file ----------------
 $(VENV)/.stamp: requirements/controller.txt requirements/dev.txt
@@ -69,6 +69,7 @@ test: venv
 	@$(call stage,ruff,$(MAKE) --no-print-directory ruff)
 	@$(call stage,ansible-lint,$(MAKE) --no-print-directory lint)
 	@$(call stage,ansible-test sanity,$(MAKE) --no-print-directory sanity)
+	@$(call stage,ansible-core $(CORE_OLDEST) and $(CORE_NEWEST),$(MAKE) --no-print-directory core-matrix)
 	@$(call stage,pytest,$(MAKE) --no-print-directory unit)
 	@$(call stage,molecule,$(MAKE) --no-print-directory molecule)
 	@echo "==> stage timings"; cat $(TIMINGS)
@@ -91,6 +92,24 @@ sanity: venv
 	cd $(SANITY_DIR) && git init -q . && git add -A  # its own repo: the outer one ignores .cache
 	lab/ansible-test-offline.sh
 	cd $(SANITY_DIR) && $(BIN)/ansible-test sanity --venv --python 3.11 --color no
+
+# --- every ansible-core the collection claims (meta/runtime.yml): the oldest and the newest --------
+# Sanity, the module tests and ansible-doc with each, in virtualenvs of their own (lab/core-matrix.sh).
+# The newest needs Python 3.12 or later: PYTHON_NEWEST names it, else the first found of python3.13,
+# python3.12 (Debian 13 has python3.13) and pyenv's 3.13/3.12. None found stops the run.
+CORE_OLDEST := 2.16
+CORE_NEWEST := 2.21
+PYTHON_NEWEST ?= $(shell for p in python3.13 python3.12 $$HOME/.pyenv/versions/3.13*/bin/python3.13 \
+	$$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
+
+.PHONY: core-matrix
+core-matrix: venv
+	@[ -n "$(PYTHON_NEWEST)" ] || { echo "ERROR: ansible-core $(CORE_NEWEST) needs Python 3.12 or newer and none was" \
+		"found (looked for python3.13, python3.12, pyenv 3.13/3.12). Install one (Debian 13: apt-get install" \
+		"python3.13-venv; Debian 12: pyenv install 3.13) or set PYTHON_NEWEST=/path/to/python3.12+"; exit 1; }
+	lab/core-matrix.sh $(CORE_OLDEST) $(PYTHON)
+	lab/core-matrix.sh $(CORE_NEWEST) $(PYTHON_NEWEST)
 
 .PHONY: unit
 unit: venv

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# Host programs in files/ (the forwarder's module in files/integrations) and the emulators in tests/
+# Host programs in files/ (the forwarder's module in files/integrations, the AI worker's package in
+# files/ai_worker) and the emulators in tests/
 # are imported directly by the tests.
-for extra in (ROOT, ROOT / "files", ROOT / "files" / "integrations"):
+for extra in (ROOT, ROOT / "files", ROOT / "files" / "integrations", ROOT / "files" / "ai_worker"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 

@@ -21,10 +21,6 @@ from tests.support.forwarder import FaultyChild, Hook, alert, refs
 ALERT_STEPS = ["alert:spooled", "deliver:marked", "iris:post-sending", "iris:post-answered", "deliver:delivered"]
 
 
-def ids(manager_emu):
-    return [ref for ref in refs(manager_emu)]
-
-
 def server_error(status, message):
     return status, {"status": "error", "message": message, "data": []}
 
@@ -148,7 +144,7 @@ def test_items_iris_keeps_failing_back_off_and_never_starve_newer_ones(manager, 
     poison = {alert(0)["id"], alert(1)["id"]}
     with Hook(emu, lambda phase, body: server_error(500, "boom") if phase == "before"
               and body["alert_source_ref"] in poison else None):
-        for _ in range(3):
+        for _round in range(3):
             assert manager.replay(replay_max_per_run=2, retry_backoff=3600) == 0
     assert sorted(refs(emu)) == sorted(alert(number)["id"] for number in range(2, 6))
     waiting = manager.spooled()
@@ -159,7 +155,7 @@ def test_items_iris_keeps_failing_back_off_and_never_starve_newer_ones(manager, 
 def test_an_alert_iris_always_fails_on_goes_to_rejected_after_the_bounded_attempts(manager, emu):
     with Hook(emu, lambda phase, body: server_error(500, "Internal Server Error") if phase == "before" else None):
         assert manager.run(alert(1), options={"poison_max_attempts": 3}) == 2
-        for _ in range(3):
+        for _round in range(3):
             assert manager.replay(poison_max_attempts=3) == 0
     assert manager.spooled() == []
     (name,) = manager.rejected()
@@ -199,7 +195,7 @@ def full_disk(monkeypatch, code=errno.ENOSPC):
 
 
 def temp_files(manager):
-    return [path for path in manager.root.rglob(".tmp-*")]
+    return list(manager.root.rglob(".tmp-*"))
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])

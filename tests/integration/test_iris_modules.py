@@ -38,10 +38,17 @@ def run(collection_root, emu):
         args.update(options)
         args = {key: value for key, value in args.items() if value is not None}
         printed = io.StringIO()
-        with mock.patch.object(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()), \
-                mock.patch.object(basic, "_ANSIBLE_PROFILE", "legacy"), \
-                mock.patch.dict(warnings._global_warnings, clear=True), \
-                contextlib.redirect_stdout(printed), pytest.raises(SystemExit):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(mock.patch.object(basic, "_ANSIBLE_ARGS",
+                                                  json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()))
+            if hasattr(basic, "_ANSIBLE_PROFILE"):  # ansible-core 2.19 and later
+                stack.enter_context(mock.patch.object(basic, "_ANSIBLE_PROFILE", "legacy"))
+            for name in ("_global_warnings", "_global_deprecations"):  # a dict from 2.19 on, a list before
+                held = getattr(warnings, name, None)
+                if held is not None:
+                    stack.enter_context(mock.patch.object(warnings, name, type(held)()))
+            stack.enter_context(contextlib.redirect_stdout(printed))
+            stack.enter_context(pytest.raises(SystemExit))
             module.main()
         result = json.loads(printed.getvalue())
         assert "exception" not in result, result.get("exception")

@@ -178,8 +178,6 @@ def reply_once(status, message, phase="before"):
     return fn
 
 
-
-
 class FaultyChild:
     """The forwarder in a child process (tests/support/fault_runner.py) that stops at fault points.
 

@@ -65,7 +65,7 @@ def test_encodable_cuts_nesting_that_an_encoder_could_not_walk():
     depth = sys.getrecursionlimit() + 100
     value = jsonio.loads('{"a": ' + "[" * 900 + "]" * 900 + "}")
     nested = [[]]
-    for _ in range(depth):
+    for _level in range(depth):
         nested = [nested]
     for deep in (value, {"b": nested}):
         clean, notes = jsonio.encodable(deep)

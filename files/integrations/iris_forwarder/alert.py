@@ -298,5 +298,3 @@ def read_alert(path):
         raise BadInput(f"alert file {path} holds a JSON {type(alert).__name__}, not an object", raw)
     alert, replaced = encodable(alert)
     return alert, notes + replaced
-
-
