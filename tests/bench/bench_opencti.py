@@ -1,17 +1,26 @@
-"""Benchmark custom-opencti.py against the OpenCTI emulator on 127.0.0.1.
+"""Benchmark: wall time per alert of the OpenCTI enrichment, installed and run the way integratord runs it.
 
-Measures wall time per alert and OpenCTI requests per alert, cold (empty cache) and cached (same
-alerts again), first in-process (the program's own cost) and then as integratord runs it: one
-process per alert through the `custom-opencti` launcher (adds interpreter start-up).
+Installs the program as the wazuh_opencti role does (through roles/host_program): the launcher
+custom-opencti with the shebang ``#!<python> -IS``, the packages opencti_enrich and socstack_core
+beside it, and their bytecode made with ``<python> -m compileall -q --invalidation-mode checked-hash``
+(tests/bench/bench_forwarder.py's ``install``). Then it runs the launcher by its path, through that
+shebang, one process per alert, exactly as wazuh-integratord 4.13 does: a one-line JSON alert in
+/tmp/custom-opencti-<time>-<random>.alert, a .options file, argv
+``integrations ALERT API_KEY HOOK_URL "" OPTIONS 10 3 "> /dev/null 2>&1"`` and cwd standing in for
+/var/ossec. OpenCTI is the emulator (tests/emulators/opencti.py, sample intel) on 127.0.0.1 in this
+process; events go to a datagram socket standing in for analysisd's queue.
 
-    .venv/bin/python tests/bench/bench_opencti.py [--alerts 200] [--processes 20] [--latency 0]
+Pass "cold": every alert carries observables nobody asked about before (1 GraphQL request each).
+Pass "cached": the same alerts again (0 requests). Plain ``python3 -c pass`` (a symlink named python3
+to --python, so both start the same interpreter) is timed in the same loop, interleaved, for
+the ratio. No PYTHON* variable is passed to either.
 
-Counts are bounded (at most 2000 in-process alerts and 100 processes).
+    .venv/bin/python tests/bench/bench_opencti.py [-n 30] [--python /usr/bin/python3]
 """
-
 import argparse
-import importlib.util
+import contextlib
 import json
+import os
 import shutil
 import socket
 import statistics
@@ -24,124 +33,127 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.bench.bench_forwarder import install, percentile, timed  # noqa: E402
 from tests.emulators.opencti import OpenCTIEmulator  # noqa: E402
 
 TOKEN = "bench-token-0123456789abcdef"
-PROGRAM = ROOT / "files/integrations/custom-opencti.py"
-LAUNCHER = ROOT / "files/integrations/custom-opencti"
+LAUNCHER = "custom-opencti"
+# The packages the role installs beside the launcher (roles/host_program), relative to files/.
+PACKAGES = ("integrations/opencti_enrich", "socstack_core")
+SHEBANG_FLAGS = "-IS"
 
 
-def load_program():
-    spec = importlib.util.spec_from_file_location("custom_opencti_bench", PROGRAM)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def make_alert(number):
+    """A Suricata DNS alert with its own public IP pair and query name; every 4th one is known intel."""
+    src = "45.155.205.233" if number % 4 == 0 else f"185.{100 + number // 250}.{number % 250}.{1 + number % 200}"
+    data = {"src_ip": src, "dest_ip": f"91.240.{number // 250}.{1 + number % 250}",
+            "dns": {"rrname": f"host{number}.example.net"}}
+    rule = {"id": "86601", "level": 3, "groups": ["ids", "suricata"], "description": "bench"}
+    return {"id": f"1748942062.{number}", "rule": rule,
+            "agent": {"id": "005", "name": "ids-sensor-01", "ip": "192.168.10.5"}, "data": data,
+            "location": "eve.json"}
 
 
-def make_alerts(count):
-    """Suricata DNS alerts, each with its own public IP pair and query name; every 4th one is known intel."""
-    alerts = []
-    for i in range(count):
-        src = "45.155.205.233" if i % 4 == 0 else f"185.{100 + i // 250}.{i % 250}.{1 + i % 200}"
-        data = {"src_ip": src, "dest_ip": f"91.240.{i // 250}.{1 + i % 250}", "dns": {"rrname": f"host{i}.example.net"}}
-        rule = {"id": "86601", "level": 3, "groups": ["ids", "suricata"], "description": "bench"}
-        agent = {"id": "005", "name": "ids-sensor-01", "ip": "192.168.10.5"}
-        alerts.append({"id": f"1748942062.{i}", "rule": rule, "agent": agent, "data": data, "location": "eve.json"})
-    return alerts
+@contextlib.contextmanager
+def integratord_files(alert, options):
+    """(alert file, options file) as integratord 4.13 writes them for one run, removed afterwards."""
+    base = f"/tmp/{LAUNCHER}-{int(time.time())}-{os.urandom(4).hex()}"
+    paths = (Path(base + ".alert"), Path(base + ".options"))
+    for path, value in zip(paths, (alert, options)):
+        path.write_text(json.dumps(value) + "\n")
+    try:
+        yield tuple(map(str, paths))
+    finally:
+        for path in paths:
+            path.unlink()
 
 
-class Bench:
-    """Work directory, queue socket and options shared by all passes."""
-
-    def __init__(self, emu):
-        self.emu = emu
-        self.dir = Path(tempfile.mkdtemp(prefix="ocb", dir="/tmp"))
-        self.socket_path = str(self.dir / "queue")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.socket_path)
-        self.sock.setblocking(False)
-        self.events = 0
-
-    def argv(self, alert_index, alert, state):
-        alert_file = self.dir / f"alert-{alert_index}.json"
-        alert_file.write_text(json.dumps(alert))
-        options = self.dir / f"options-{state}.json"
-        if not options.exists():
-            state_dir = self.dir / f"state-{state}"
-            opts = {"state_dir": str(state_dir), "queue_socket": self.socket_path, "log_file": str(self.dir / "log")}
-            options.write_text(json.dumps(opts))
-        return [str(PROGRAM), str(alert_file), TOKEN, self.emu.graphql_url, "", str(options), "10", "3",
-                "> /dev/null 2>&1"]  # fmt: skip
-
-    def drain(self):
-        while True:
-            try:
-                self.sock.recv(70000)
-                self.events += 1
-            except BlockingIOError:
-                return
-
-    def measure(self, alerts, state, run_one):
-        """(per-alert seconds, requests made, events received) for one pass."""
-        before_requests, before_events = self.emu.request_count, self.events
-        times = []
-        for index, alert in enumerate(alerts):
-            argv = self.argv(index, alert, state)
-            started = time.perf_counter()
-            code = run_one(argv)
-            times.append(time.perf_counter() - started)
-            if code != 0:
-                raise SystemExit(f"alert {index} exited {code}; see {self.dir / 'log'}")
-            self.drain()
-        return times, self.emu.request_count - before_requests, self.events - before_events
-
-    def close(self):
-        self.sock.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def report(name, alerts, result):
-    times, requests, events = result
-    ms = sorted(t * 1000 for t in times)
-    p95 = ms[min(len(ms) - 1, int(len(ms) * 0.95))]
-    print(
-        f"{name:<28} {len(alerts):>6} {statistics.mean(ms):>9.2f} {statistics.median(ms):>9.2f} {p95:>9.2f}"
-        f" {requests / len(alerts):>10.2f} {events / len(alerts):>9.2f}"
-    )
+def loads_precompiled(launcher, python, home):
+    """True when the launcher imports opencti_enrich and socstack_core from their __pycache__."""
+    verbose = subprocess.run([python, f"{SHEBANG_FLAGS}v", str(launcher)], cwd=home, capture_output=True, text=True,
+                             check=False)
+    return all(f"code object from '{launcher.parent / name / '__pycache__'}{os.sep}__init__." in verbose.stderr
+               for name in ("opencti_enrich", "socstack_core"))
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--alerts", type=int, default=200, help="in-process alerts per pass (max 2000)")
-    parser.add_argument("--processes", type=int, default=20, help="alerts run as separate processes (max 100)")
-    parser.add_argument("--latency", type=float, default=0.0, help="extra emulator delay per request, seconds")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("-n", "--runs", type=int, default=30, help="alerts per pass (1-200)")
+    parser.add_argument("--python", default=os.path.realpath(sys.executable),
+                        help="interpreter of the shebang and of python3 (default: this one, symlinks resolved)")
     args = parser.parse_args()
-    count, processes = min(max(args.alerts, 1), 2000), min(max(args.processes, 0), 100)
+    runs = min(max(args.runs, 1), 200)
 
-    program = load_program()
-    emu = OpenCTIEmulator(token=TOKEN).start()
-    emu.load_sample_data()
-    emu.delay = args.latency
-    bench = Bench(emu)
-    alerts = make_alerts(count)
+    emulator = OpenCTIEmulator(token=TOKEN).start()
+    emulator.load_sample_data()
+    tmp = Path(tempfile.mkdtemp(prefix="ocb", dir="/tmp"))  # short: AF_UNIX paths are limited to 108 bytes
+    queue = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    queue.bind(str(tmp / "queue"))
+    queue.setblocking(False)
     try:
-        print(f"python {sys.version.split()[0]}, emulator {emu.graphql_url}, latency {args.latency * 1000:.0f} ms")
-        columns = ("alerts", 6), ("mean ms", 9), ("p50 ms", 9), ("p95 ms", 9), ("req/alert", 10), ("ev/alert", 9)
-        print(f"{'pass':<28} " + " ".join(f"{title:>{width}}" for title, width in columns))
-        report("in-process, cold", alerts, bench.measure(alerts, "inproc", program.main))
-        report("in-process, cached", alerts, bench.measure(alerts, "inproc", program.main))
-        if processes:
-            subset = make_alerts(processes)
+        home = tmp / "ossec"
+        (home / "logs").mkdir(parents=True)
+        launcher = install(home / "integrations", args.python, LAUNCHER, PACKAGES)
+        if not loads_precompiled(launcher, args.python, home):
+            raise SystemExit("the launcher did not load opencti_enrich from its __pycache__")
+        python3 = tmp / "python3"  # the baseline runs --python by this name
+        python3.symlink_to(args.python)
+        clean_env = {name: value for name, value in os.environ.items() if not name.startswith("PYTHON")}
+        options = {"state_dir": str(home / "var" / "opencti"), "queue_socket": str(tmp / "queue")}
 
-            def launch(argv):
-                return subprocess.run([str(LAUNCHER), *argv[1:]], cwd=bench.dir, check=False).returncode
+        def run_program(number):
+            with integratord_files(make_alert(number), options) as (alert_file, options_file):
+                return timed(["integrations", alert_file, TOKEN, emulator.graphql_url, "", options_file, "10", "3",
+                              "> /dev/null 2>&1"], executable=str(launcher), cwd=home, env=clean_env)
 
-            report("process per alert, cold", subset, bench.measure(subset, "proc", launch))
-            report("process per alert, cached", subset, bench.measure(subset, "proc", launch))
+        def run_baseline():
+            return timed([str(python3), "-c", "pass"], env=clean_env)
+
+        def events():
+            count = 0
+            while True:
+                try:
+                    queue.recv(70000)
+                except BlockingIOError:
+                    return count
+                count += 1
+
+        for number in range(3):  # warm-up (page cache), on alerts of their own
+            run_program(100000 + number)
+            events()
+            run_baseline()
+        passes = {}
+        for name in ("cold", "cached"):
+            before = emulator.request_count
+            program, baseline = [], []
+            sent = 0
+            for number in range(runs):
+                program.append(run_program(number))
+                sent += events()  # analysisd reads the queue all the time; it holds few datagrams
+                baseline.append(run_baseline())
+            passes[name] = (program, baseline, emulator.request_count - before, sent)
     finally:
-        bench.close()
-        emu.stop()
+        queue.close()
+        emulator.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"interpreter: {args.python}; launcher shebang: #!{args.python} {SHEBANG_FLAGS}; "
+          "opencti_enrich and socstack_core loaded from __pycache__")
+    print(f"alerts per pass: {runs} (+3 warm-up), one process each; emulator on 127.0.0.1, no added latency")
+    ok = True
+    for name, (program, baseline, requests, sent) in passes.items():
+        wall = [w for w, _cpu in program]
+        base = [w for w, _cpu in baseline]
+        cpu = statistics.median(c for _w, c in program)
+        base_cpu = statistics.median(c for _w, c in baseline)
+        median, base_median = statistics.median(wall), statistics.median(base)
+        print(f"{name:>6}: median {median * 1000:.1f} ms, p90 {percentile(wall, 0.9) * 1000:.1f} ms "
+              f"(CPU {cpu * 1000:.1f} ms); python3 -c pass median {base_median * 1000:.1f} ms "
+              f"(CPU {base_cpu * 1000:.1f} ms); ratio {median / base_median:.2f} (CPU {cpu / base_cpu:.2f}); "
+              f"GraphQL requests per alert {requests / runs:.2f}; events per alert {sent / runs:.2f}")
+        ok = ok and requests == (runs if name == "cold" else 0)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -21,8 +21,30 @@ Assumptions (not in the reference): a wrong token is answered with HTTP 200 and 
 
 The emulator runs the GraphQL document it receives with a small executor (operation with
 variables, aliases, arguments, fragments and inline fragments); it does not validate against the
-schema (the tests do that with graphql-core). Fault injection: `fault` = "http_500",
-"graphql_errors", "null_data", "null_fields" or "not_json", and `delay` seconds before answering.
+schema (the tests do that with graphql-core).
+
+Fault injection, each copying a real behaviour:
+- `fault = "graphql_errors"`: HTTP 200, `errors[]` with `error_message` and `extensions.code`
+  FUNCTIONAL_ERROR, `data: null`: how OpenCTI reports business errors [§1].
+- `fault = "http_500"`, `"not_json"` (an HTML page, as a proxy's error page), `"null_data"`,
+  `"null_fields"` (the resolvers' fields null, as GraphQL nulls a failed field): the answers a client must
+  check before reading `data` [§1: "Always check `errors` before reading `data`"].
+- `answer_hook(document) -> document | bytes`: rewrites the answer before it is sent, for answers of the
+  wrong shape (a number where a string belongs, `1e999`, `NaN`); nullable fields and their types are
+  those of the schema snapshots [§3, §5, `opencti-schema/`].
+- `delay` seconds before answering.
+
+Transport (`transport`), the HTTP framings a client meets in front of OpenCTI. The reference has no
+capture of OpenCTI's own transport; these copy HTTP/1.1 (RFC 9112) framing as issue 13 reports it
+from proxies in front of the GraphQL server (HTTP/1.0 and `Connection: close` answers):
+- "keep-alive" (default): HTTP/1.1, Content-Length, the connection left open even when the client
+  asked for `Connection: close` (a server that ignores it; the client must stop at Content-Length);
+- "close": HTTP/1.1 with `Connection: close` and no Content-Length: the body ends when the server closes;
+- "http1.0": an `HTTP/1.0` status line, no Content-Length, closed after the body;
+- "chunked": HTTP/1.1 `Transfer-Encoding: chunked`, the body in several chunks (one with an extension);
+- "trickle": Content-Length framing, but every byte (status line and headers included) sent on its own,
+  `trickle_interval` seconds apart; `trickle_stopped` is set when the server stops (the client went
+  away, or everything was sent), with `trickle_sent` bytes out of `trickle_total`.
 
     emu = OpenCTIEmulator(token="T" * 36).start()
     ind = emu.add_indicator("C2 server", "[ipv4-addr:value = '45.155.205.233']", x_opencti_score=80)
@@ -242,6 +264,8 @@ class OpenCTIEmulator:
     """In-memory OpenCTI with indicators, observables and relationships, served over HTTP."""
 
     def __init__(self, token="opencti-test-token", host="127.0.0.1", port=0):
+        if host != "127.0.0.1":
+            raise ValueError("the emulator binds to 127.0.0.1 only")
         self.token = token
         self.host = host
         self.port = port
@@ -252,7 +276,15 @@ class OpenCTIEmulator:
         self.requests = []  # one dict per request: {"path", "authorized", "body"}
         self.request_log = None  # optional JSON-lines file that also gets every request (CLI --request-log)
         self.fault = None
+        self.error_message = "Something went wrong"
+        self.answer_hook = None
         self.delay = 0.0
+        self.transport = "keep-alive"
+        self.trickle_interval = 0.02
+        self.trickle_sent = 0
+        self.trickle_total = 0
+        self.trickle_stopped = threading.Event()
+        self._wake = threading.Event()  # set by reset() and stop(): ends a delay early
         self._server = None
         self._thread = None
         self._clock = itertools.count(1)
@@ -270,6 +302,7 @@ class OpenCTIEmulator:
         return self
 
     def stop(self):
+        self._wake.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -283,7 +316,15 @@ class OpenCTIEmulator:
             self.relationships.clear()
             self.requests.clear()
             self.fault = None
+            self.error_message = "Something went wrong"
+            self.answer_hook = None
             self.delay = 0.0
+            self.transport = "keep-alive"
+            self.trickle_interval = 0.02
+            self.trickle_sent = self.trickle_total = 0
+            self.trickle_stopped.clear()
+            self._wake.set()
+            self._wake = threading.Event()
 
     @property
     def url(self):
@@ -648,15 +689,49 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: tests read `emulator.requests` instead."""
 
     def _send(self, status, body, content_type="application/json"):
+        """Answer in the emulator's transport mode (see the module docstring)."""
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        emu = self.server.emulator
+        transport = emu.transport if self.command == "POST" else "keep-alive"
+        reason = self.responses.get(status, ("",))[0]
+        head = [f"Content-Type: {content_type}", f"Server: {self.server_version}"]
+        if transport == "http1.0":
+            lines = [f"HTTP/1.0 {status} {reason}", *head]
+        elif transport == "close":
+            lines = [f"HTTP/1.1 {status} {reason}", *head, "Connection: close"]
+        elif transport == "chunked":
+            lines = [f"HTTP/1.1 {status} {reason}", *head, "Transfer-Encoding: chunked"]
+            third = max(1, len(raw) // 3)
+            pieces = [raw[:third], raw[third:2 * third], raw[2 * third:]]
+            raw = b"".join(b"%x%s\r\n%s\r\n" % (len(piece), b";ext=1" if index == 1 else b"", piece)
+                           for index, piece in enumerate(pieces) if piece) + b"0\r\n\r\n"
+        else:  # keep-alive and trickle: Content-Length framing
+            lines = [f"HTTP/1.1 {status} {reason}", *head, f"Content-Length: {len(raw)}"]
+            if transport == "keep-alive":
+                lines.append("Connection: keep-alive")
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + raw
+        # keep-alive ignores the client's "Connection: close" and waits for another request
+        self.close_connection = transport != "keep-alive"
         try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+            if transport == "trickle":
+                self._trickle(emu, data)
+            else:
+                self.wfile.write(data)
+                self.wfile.flush()
         except OSError:
-            pass  # the client gave up (timeout tests)
+            self.close_connection = True  # the client gave up (timeout tests)
+
+    def _trickle(self, emu, data):
+        """Send data one byte at a time; trickle_stopped tells when the server stopped, and why."""
+        emu.trickle_total = len(data)
+        emu.trickle_sent = 0
+        try:
+            for index in range(len(data)):
+                self.connection.sendall(data[index:index + 1])
+                emu.trickle_sent = index + 1
+                time.sleep(emu.trickle_interval)
+        finally:
+            emu.trickle_stopped.set()
 
     def do_GET(self):
         self._send(404, {"errors": [{"message": "Not found"}]})
@@ -671,9 +746,9 @@ class _Handler(BaseHTTPRequestHandler):
         authorized = self.headers.get("Authorization") == f"Bearer {emu.token}"
         with emu.lock:
             emu.record({"path": self.path, "authorized": authorized, "body": body})
-            fault, delay = emu.fault, emu.delay
+            fault, delay, wake = emu.fault, emu.delay, emu._wake
         if delay:
-            time.sleep(delay)
+            wake.wait(delay)
         if self.path.split("?")[0] != "/graphql":
             return self._send(404, {"errors": [{"message": "Not found"}]})
         if not authorized:
@@ -684,7 +759,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "not_json":
             return self._send(200, b"<html>502 Bad Gateway</html>", "text/html")
         if fault == "graphql_errors":
-            error = {"message": "Something went wrong", "extensions": {"code": "FUNCTIONAL_ERROR"}}
+            error = {"message": emu.error_message, "extensions": {"code": "FUNCTIONAL_ERROR"}}
             return self._send(200, {"errors": [error], "data": None})
         if fault == "null_data":
             return self._send(200, {"data": None})
@@ -699,14 +774,17 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(exc.status, answer)
         if fault == "null_fields":
             data = {key: None for key in data}
-        return self._send(200, {"data": data})
+        answer = {"data": data}
+        if emu.answer_hook is not None:
+            answer = emu.answer_hook(answer)
+        return self._send(200, answer)
 
 
 def main(argv=None):
     """Serve the sample data set until SIGTERM/SIGINT (token from OPENCTI_TOKEN):
     `python3 tests/emulators/opencti.py --port 8080 [--request-log FILE]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", choices=["127.0.0.1"], help="emulators bind to 127.0.0.1 only")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--request-log", help="JSON-lines file that gets every request received")
     options = parser.parse_args(argv)

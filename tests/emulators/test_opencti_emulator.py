@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import types
@@ -99,7 +100,7 @@ def test_bad_token_and_request_counting(emu):
 def test_command_line_serves_sample_data_logs_requests_and_stops_on_sigterm(tmp_path):
     """The CLI the molecule scenarios run as a service: --request-log gets one JSON line per request."""
     log = tmp_path / "requests.jsonl"
-    program = Path(__file__).resolve().parents[1] / "emulators" / "opencti.py"
+    program = Path(__file__).resolve().parent / "opencti.py"
     env = dict(os.environ, OPENCTI_TOKEN=TOKEN)
     proc = subprocess.Popen(
         [sys.executable, str(program), "--port", "0", "--request-log", str(log)],
@@ -117,3 +118,127 @@ def test_command_line_serves_sample_data_logs_requests_and_stops_on_sigterm(tmp_
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- transport modes
+def raw_exchange(emu, *, extra_requests=0):
+    """Send one POST (Connection: close) on a raw socket and read until the server closes (keep-alive mode:
+    until Content-Length says): the raw bytes. With extra_requests, that many requests go first."""
+    body = json.dumps({"query": QUERY, "variables": {"f": group({"key": ["value"], "values": ["45.155.205.233"]})}})
+    request = (f"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n").encode()
+    received = b""
+    with socket.create_connection(("127.0.0.1", emu.port), timeout=10) as sock:
+        for _unused in range(extra_requests):
+            sock.sendall(request + b"\r\n" + body.encode())
+            received += read_one_content_length_answer(sock)
+        sock.sendall(request + b"Connection: close\r\n\r\n" + body.encode())
+        if emu.transport == "keep-alive":  # the server ignores Connection: close
+            return received + read_one_content_length_answer(sock)
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def read_one_content_length_answer(sock):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(1)
+    head = data.decode("latin-1")
+    length = int(next(line.split(":", 1)[1] for line in head.split("\r\n")
+                      if line.lower().startswith("content-length")))
+    body = b""
+    while len(body) < length:
+        body += sock.recv(length - len(body))
+    return data + body
+
+
+def split_answer(raw):
+    head, _sep, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    return lines[0], {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}, body
+
+
+@pytest.fixture
+def modes_emu():
+    emulator = OpenCTIEmulator(token=TOKEN).start()
+    emulator.load_sample_data()
+    yield emulator
+    emulator.stop()
+
+
+def test_http10_mode_answers_without_length_and_closes(modes_emu):
+    modes_emu.transport = "http1.0"
+    status, headers, body = split_answer(raw_exchange(modes_emu))
+    assert status == "HTTP/1.0 200 OK"
+    assert "content-length" not in headers and "transfer-encoding" not in headers
+    assert json.loads(body)["data"]["stixCyberObservables"]["edges"][0]["node"]["observable_value"] == "45.155.205.233"
+
+
+def test_close_mode_says_connection_close_and_ends_the_body_by_closing(modes_emu):
+    modes_emu.transport = "close"
+    status, headers, body = split_answer(raw_exchange(modes_emu))
+    assert status == "HTTP/1.1 200 OK" and headers["connection"] == "close" and "content-length" not in headers
+    assert json.loads(body)["data"]["stixCyberObservables"]["pageInfo"]["globalCount"] == 1
+
+
+def test_chunked_mode_sends_several_chunks_one_with_an_extension(modes_emu):
+    modes_emu.transport = "chunked"
+    status, headers, body = split_answer(raw_exchange(modes_emu))
+    assert status == "HTTP/1.1 200 OK" and headers["transfer-encoding"] == "chunked"
+    decoded, rest, sizes = b"", body, []
+    while True:
+        size_line, _crlf, rest = rest.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        sizes.append(size_line)
+        if size == 0:
+            assert rest == b"\r\n"
+            break
+        decoded, rest = decoded + rest[:size], rest[size + 2:]
+    assert len(sizes) == 4 and b";ext=1" in sizes[1]
+    assert json.loads(decoded)["data"]["stixCyberObservables"]["pageInfo"]["globalCount"] == 1
+
+
+def test_keep_alive_mode_keeps_the_connection_for_another_request(modes_emu):
+    raw = raw_exchange(modes_emu, extra_requests=1)
+    assert raw.count(b"HTTP/1.1 200 OK") == 2 and b"Connection: keep-alive" in raw
+    assert modes_emu.request_count == 2
+
+
+def test_trickle_mode_sends_one_byte_at_a_time_and_stops_when_the_client_goes(modes_emu):
+    modes_emu.transport = "trickle"
+    modes_emu.trickle_interval = 0.001
+    status, headers, body = split_answer(raw_exchange(modes_emu))
+    assert modes_emu.trickle_stopped.wait(10)
+    assert modes_emu.trickle_sent == modes_emu.trickle_total == len(body) + raw_len_of_head(status, headers)
+    assert int(headers["content-length"]) == len(body)
+
+    modes_emu.reset()
+    modes_emu.load_sample_data()
+    modes_emu.transport = "trickle"
+    modes_emu.trickle_interval = 0.01
+    body = json.dumps({"query": QUERY, "variables": {}}).encode()
+    with socket.create_connection(("127.0.0.1", modes_emu.port), timeout=10) as sock:
+        sock.sendall(b"POST /graphql HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
+                     + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        assert sock.recv(1) == b"H"  # one byte per send
+    assert modes_emu.trickle_stopped.wait(10)
+    assert 0 < modes_emu.trickle_sent < modes_emu.trickle_total
+
+
+def raw_len_of_head(status, headers):
+    return len(status) + sum(len(f"{name}: {value}\r\n") for name, value in headers.items()) + 4
+
+
+def test_answer_hook_rewrites_the_answer(modes_emu):
+    def infinite_count(document):
+        return json.dumps(document).replace('"globalCount": 1', '"globalCount": 1e999').encode()
+
+    modes_emu.answer_hook = infinite_count
+    status, answer = post(modes_emu, QUERY, {"f": group({"key": ["value"], "values": ["45.155.205.233"]})})
+    assert status == 200 and answer["data"]["stixCyberObservables"]["pageInfo"]["globalCount"] == float("inf")
+
+
+def test_emulator_binds_to_127_0_0_1_only():
+    with pytest.raises(ValueError):
+        OpenCTIEmulator(host="0.0.0.0")

@@ -1,40 +1,28 @@
-"""Every GraphQL document custom-opencti.py can send is valid on OpenCTI 6.4.5 and 6.9.8.
+"""Every GraphQL document opencti_enrich can send is valid on OpenCTI 6.4.5 and 6.9.8.
 
 Uses the platform's own printed schemas from ../shared/reference/opencti-schema (skipped when that
 folder is absent) and graphql-core from the dev venv.
 """
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from opencti_enrich import graphql as oc
+from opencti_enrich.addresses import Observable
 
 graphql = pytest.importorskip("graphql", reason="graphql-core is in requirements/dev.txt")
 from graphql.execution.values import get_variable_values  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_VERSIONS = ("6.4.5", "6.9.8")
-
-
-def _load_program():
-    spec = importlib.util.spec_from_file_location("custom_opencti_q", ROOT / "files/integrations/custom-opencti.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-oc = _load_program()
 
 # Observable mixes covering every kind the program builds filters and patterns for.
 OBSERVABLE_SETS = {
-    "ip-only": [oc.Observable("ipv4", "45.155.205.233")],
-    "hash-only": [oc.Observable("sha256", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")],
+    "ip-only": [Observable("ipv4", "45.155.205.233")],
+    "hash-only": [Observable("sha256", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")],
     "everything": [
-        oc.Observable("ipv4", "45.155.205.233"),
-        oc.Observable("ipv6", "2a03:2880:f12f:83:face:b00c:0:25de"),
-        oc.Observable("domain", "update-check.example.net"),
-        oc.Observable("url", "http://update-check.example.net/it's"),
-        oc.Observable("sha256", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
+        Observable("ipv4", "45.155.205.233"),
+        Observable("ipv6", "2a03:2880:f12f:83:face:b00c:0:25de"),
+        Observable("domain", "update-check.example.net"),
+        Observable("url", "http://update-check.example.net/it's"),
+        Observable("sha256", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
     ],
 }
 

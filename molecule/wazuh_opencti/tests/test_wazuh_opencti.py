@@ -3,6 +3,7 @@ block, and an IDS alert that goes from alerts.json through the integratord emula
 to the OpenCTI emulator (exactly one query) and back to the queue socket as enrichment events.
 """
 
+import hashlib
 import json
 import re
 import shlex
@@ -50,11 +51,44 @@ def the_block(host):
     return text, text[text.index(BEGIN) : text.index(END) + len(END)]
 
 
-@pytest.mark.parametrize("name", ["custom-opencti", "custom-opencti.py"])
-def test_program_is_installed_root_wazuh_0750(host, name):
-    program = host.file(f"{OSSEC}/integrations/{name}")
+PACKAGES = {"opencti_enrich": REPO_FILES / "integrations" / "opencti_enrich",
+            "socstack_core": REPO_FILES / "socstack_core"}
+
+
+def test_launcher_installed_root_wazuh_0750_with_wazuh_python(host):
+    program = host.file(f"{OSSEC}/integrations/custom-opencti")
     assert (program.user, program.group, program.mode) == ("root", "wazuh", 0o750)
-    assert read(host, program.path) == (REPO_FILES / "integrations" / name).read_text(encoding="utf-8")
+    source_first, source_rest = (REPO_FILES / "integrations" / "custom-opencti").read_text(encoding="utf-8").split(
+        "\n", 1)
+    flags = re.sub(r"^#!\s*(\S*/env\s+(-S\s+)?)?\S+", "", source_first)  # interpreter flags are kept
+    first, rest = program.content_string.split("\n", 1)
+    assert first == f"#!{OSSEC}/framework/python/bin/python3{flags}"
+    assert rest == source_rest
+    assert host.run(f"sudo -u wazuh test -w {program.path}").rc == 1
+
+
+def test_packages_installed_root_wazuh_and_loaded_from_bytecode(host):
+    sources = {f"{package}/{path.name}": path for package, folder in PACKAGES.items() for path in folder.glob("*.py")}
+    here = f"cd {OSSEC}/integrations &&"
+    stat = host.run(f"{here} stat -c '%n %U:%G %a' {' '.join([*PACKAGES, *sources])}")
+    assert stat.rc == 0, stat.stderr
+    assert dict(line.split(" ", 1) for line in stat.stdout.splitlines()) == {
+        **dict.fromkeys(PACKAGES, "root:wazuh 750"), **dict.fromkeys(sources, "root:wazuh 640")}
+    sums = host.run(f"{here} sha256sum {' '.join(sources)}").stdout.split()
+    assert dict(zip(sums[1::2], sums[0::2])) == {name: hashlib.sha256(path.read_bytes()).hexdigest()
+                                                 for name, path in sources.items()}
+    installed = host.run(f"{here} find {' '.join(PACKAGES)} -name '*.py'").stdout.split()
+    assert sorted(installed) == sorted(sources)  # nothing stale left
+    # wazuh loads the program from hash-checked bytecode: nothing is compiled per alert
+    check = host.run(f"cd {OSSEC} && sudo -u wazuh {OSSEC}/framework/python/bin/python3 -ISv "
+                     f"{OSSEC}/integrations/custom-opencti")
+    assert check.rc == 2, check.stderr  # no arguments: a usage error, after the imports
+    for package in PACKAGES:
+        assert f"code object from '{OSSEC}/integrations/{package}/__pycache__/__init__." in check.stderr
+
+
+def test_the_old_single_file_program_is_gone(host):
+    assert not host.file(f"{OSSEC}/integrations/custom-opencti.py").exists
 
 
 @pytest.mark.parametrize("path", [RULES, DECODER])

@@ -2,40 +2,38 @@
 
 A Wazuh home in a short /tmp directory holds etc/ossec.conf with the role's rendered ``<integration>``
 block (roles/wazuh_opencti/templates/ossec_integration.xml.j2, role defaults plus test values), the
-launcher and the program in integrations/ (root:<daemon group> 0750, as the role installs them) and
-logs/alerts/alerts.json. The integratord emulator (tests/emulators/integratord.py) runs as user
-nobody when the tests run as root, because root may write every file and integratord refuses
-writable scripts. It tails alerts.json and runs the launcher once per matching alert, as the real
-daemon does; the program asks the OpenCTI emulator (in this process) and sends its events to a
-datagram socket in the same directory (option ``queue_socket``).
+program in integrations/ as the role installs it (the launcher custom-opencti with the interpreter in
+its shebang, the packages opencti_enrich and socstack_core with their bytecode; root:<daemon group>,
+not writable by the daemon) and logs/alerts/alerts.json. The integratord emulator
+(tests/emulators/integratord.py) runs as user nobody when the tests run as root, because root may
+write every file and integratord refuses writable scripts. It tails alerts.json and runs the launcher
+once per matching alert, as the real daemon does; the program asks the OpenCTI emulator (in this
+process) and sends its events to the QueueRecorder's socket (option ``queue_socket``).
 
 The rule file template is rendered here too, to check that every rule id moves with the base.
 """
 
 import functools
-import importlib.util
 import json
 import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from opencti_enrich.settings import load_options
 
+from tests.bench.bench_forwarder import install
 from tests.emulators.integratord import read_config
-from tests.emulators.opencti import OpenCTIEmulator
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ROLE = ROOT / "roles" / "wazuh_opencti"
-PROGRAM_DIR = ROOT / "files" / "integrations"
-TOKEN = "opencti-integration-test-token-0123456789"
+TOKEN = "opencti-render-test-token-0123456789"  # only rendered, never sent
 C2_IP = "45.155.205.233"  # public address of the emulator's sample intel; only looked up, never contacted
 
 
@@ -67,13 +65,6 @@ def render(template_name, **overrides):
     return Templar(loader=loader, variables=variables).template(trust_as_template(text), escape_backslashes=False)
 
 
-def load_program():
-    spec = importlib.util.spec_from_file_location("custom_opencti", PROGRAM_DIR / "custom-opencti.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # --------------------------------------------------------------------------- the Wazuh home
 
 
@@ -87,38 +78,38 @@ def daemon_identity():
 
 
 class WazuhHome:
-    """The tmp Wazuh home laid out as the role does, its queue socket and a running integratord emulator."""
+    """The tmp Wazuh home laid out as the role does, beside the QueueRecorder, and a running integratord emulator."""
 
-    def __init__(self, emu):
+    def __init__(self, emu, queue, token):
         self.uid, self.gid = daemon_identity()
-        self.python = sys.executable if self.uid == os.getuid() else "/usr/bin/python3"
+        self.python = os.path.realpath(sys.executable) if self.uid == os.getuid() else "/usr/bin/python3"
         if not os.access(self.python, os.X_OK):
             pytest.skip(f"{self.python} is needed to run integratord as user nobody")
-        self.dir = Path(tempfile.mkdtemp(prefix="ocw", dir="/tmp"))  # AF_UNIX paths: 108 bytes at most
-        self.dir.chmod(0o755)
-        for sub in ("bin", "etc", "integrations", "logs/alerts", "tmp", "var/opencti"):
+        self.queue = queue
+        self.token = token
+        self.dir = queue.dir / "home"  # AF_UNIX paths: 108 bytes at most
+        for sub in ("bin", "etc", "logs/alerts", "tmp", "var/opencti"):
             (self.dir / sub).mkdir(parents=True)
+        self.dir.chmod(0o755)
         shutil.copy(ROOT / "tests" / "emulators" / "integratord.py", self.dir / "bin" / "integratord.py")
-        for name in ("custom-opencti", "custom-opencti.py"):
-            path = self.dir / "integrations" / name
-            shutil.copy(PROGRAM_DIR / name, path)
-            if os.geteuid() == 0:  # as the role installs it: root:<daemon group> 0750
+        install(self.dir / "integrations", self.python, "custom-opencti",
+                ("integrations/opencti_enrich", "socstack_core"))
+        if os.geteuid() == 0:  # as the role installs it: root:<daemon group>, 0750 directories, 0640 modules
+            for path in [self.dir / "integrations", *(self.dir / "integrations").rglob("*")]:
                 os.chown(path, 0, self.gid)
-                path.chmod(0o750)
-            else:  # not writable by the daemon's user (here: its owner)
-                path.chmod(0o550)
-        self.socket_path = str(self.dir / "queue")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.socket_path)
+                path.chmod(0o750 if path.is_dir() or path.name == "custom-opencti" else 0o640)
+        else:  # not writable by the daemon's user (here: its owner)
+            (self.dir / "integrations" / "custom-opencti").chmod(0o550)
         (self.dir / "logs" / "alerts" / "alerts.json").write_text("")
-        for path in ("logs", "logs/alerts", "logs/alerts/alerts.json", "tmp", "var/opencti", "queue"):
+        for path in ("logs", "logs/alerts", "logs/alerts/alerts.json", "tmp", "var/opencti"):
             os.chown(self.dir / path, self.uid, self.gid)
+        os.chown(queue.path, self.uid, self.gid)
         block = render(
             "ossec_integration.xml.j2",
             wazuh_opencti_home=str(self.dir),
             wazuh_opencti_url=emu.graphql_url,
-            wazuh_opencti_token=TOKEN,
-            wazuh_opencti_extra_options={"queue_socket": self.socket_path},
+            wazuh_opencti_token=token,
+            wazuh_opencti_extra_options={"queue_socket": queue.path},
         )
         (self.dir / "etc" / "ossec.conf").write_text(f"<ossec_config>\n{block}</ossec_config>\n")
         self.process = None
@@ -131,7 +122,7 @@ class WazuhHome:
              "--tmp-dir", str(self.dir / "tmp")],
             env={"PATH": "/usr/bin:/bin"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **identity,
         )  # fmt: skip
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while "Enabling integration for: 'custom-opencti'." not in self.text("logs/ossec.log"):
             assert time.monotonic() < deadline and self.process.poll() is None, self.text("logs/ossec.log")
             time.sleep(0.05)
@@ -142,23 +133,17 @@ class WazuhHome:
         with open(self.dir / "logs" / "alerts" / "alerts.json", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(alert) + "\n")
 
-    def messages(self, alert_id, timeout=10.0):
+    def messages(self, alert_id, timeout=30.0):
         """(location, payload) of the datagrams received until one for alert_id has come and the
         program that sent it has exited (integratord removed its temp files)."""
         found = []
         deadline = time.monotonic() + timeout
-        self.sock.settimeout(0.1)
         while time.monotonic() < deadline:
-            try:
-                text = self.sock.recv(70000).decode("utf-8")
-            except socket.timeout:
-                seen = any(payload["opencti"]["source"]["alert_id"] == alert_id for _loc, payload in found)
-                if seen and not any((self.dir / "tmp").iterdir()):
-                    return found
-                continue
-            match = re.match(r'1:(.*?):(\{"integration".*)\Z', text, re.DOTALL)
-            assert match, text[:120]
-            found.append((match.group(1), json.loads(match.group(2))))
+            new = self.queue.messages(wait=0.1)
+            found += new
+            seen = any(payload["opencti"]["source"]["alert_id"] == alert_id for _loc, payload in found)
+            if not new and seen and not any((self.dir / "tmp").iterdir()):
+                return found
         raise AssertionError(f"no event for alert {alert_id}; got {found}\n{self.text('logs/ossec.log')}")
 
     def text(self, relative):
@@ -169,27 +154,17 @@ class WazuhHome:
         if self.process is not None:
             self.process.terminate()
             self.process.wait(timeout=10)
-        self.sock.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    emu = OpenCTIEmulator(token=TOKEN).start()
-    yield emu
-    emu.stop()
 
 
 @pytest.fixture
-def emu(emulator):
-    emulator.reset()
-    emulator.load_sample_data()
-    return emulator
+def emu(opencti_emulator):
+    opencti_emulator.load_sample_data()
+    return opencti_emulator
 
 
 @pytest.fixture
-def home(emu):
-    wazuh = WazuhHome(emu)
+def home(emu, opencti_queue, opencti_token):
+    wazuh = WazuhHome(emu, opencti_queue, opencti_token)
     yield wazuh.start()
     wazuh.close()
 
@@ -215,16 +190,16 @@ def test_the_role_block_is_read_by_integratord_and_its_options_by_the_program(ho
     assert integration.name == "custom-opencti"
     assert integration.group == "syscheck_file,ids,audit_command,sonicwall,fortigate"
     assert (integration.level, integration.timeout, integration.alert_format) == (5, 10, "json")
-    assert integration.api_key == TOKEN
+    assert integration.api_key == home.token
     options_file = home.dir / "role.options"
     options_file.write_text(integration.options + "\n")
-    options, problems = load_program().load_options(str(options_file))
+    options, problems = load_options(str(options_file))
     assert problems == []
     assert options["max_ind_alerts"] == 3
     assert options["max_obs_alerts"] == 2
     assert options["cache_ttl"] == 3600
     assert options["state_dir"] == str(home.dir / "var" / "opencti")
-    assert options["queue_socket"] == home.socket_path
+    assert options["queue_socket"] == home.queue.path
     assert options["verify_tls"] is True
 
 
@@ -260,7 +235,7 @@ def test_ids_alert_gives_one_query_and_enrichment_events_then_the_cache_answers(
     kinds = sorted((event["event_type"], event["matched_value"]) for event in events)
     assert kinds == [("indicator_pattern_match", C2_IP), ("observable_with_indicator", C2_IP)]
     assert "ERROR" not in home.text("logs/ossec.log")
-    assert TOKEN not in home.text("logs/integrations.log")
+    assert home.token not in home.text("logs/integrations.log")
     assert (home.dir / "var" / "opencti" / "opencti-cache.json").is_file()
 
     home.alert(suricata_alert(C2_IP, alert_id="1764064800.2"))

@@ -1,0 +1,120 @@
+"""What a run was asked to do: the command line integratord builds, the options, exit codes and bounds.
+
+    custom-opencti ALERT_FILE API_KEY HOOK_URL [debug [OPTIONS_FILE TIMEOUT RETRIES]] ['> /dev/null 2>&1']
+
+Every layout Wazuh 4.x uses is accepted (docs/opencti.md, "Command line"); the literal redirect
+element integratord appends, whole or split, is ignored.
+"""
+from socstack_core import options as opt
+
+PROG = "custom-opencti"
+INTEGRATION = "opencti"
+USER_AGENT = "socstack-wazuh-opencti/1.0"
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_BAD_ALERT = 3
+EXIT_QUEUE = 4
+EXIT_INTERNAL = 5
+
+DEFAULT_TIMEOUT = 10
+MAX_TIMEOUT = 300
+# After the request's deadline, a run may spend this long handing its events to the queue socket;
+# so a run ends within timeout + QUEUE_GRACE seconds (docs/opencti.md, "Time bounds").
+QUEUE_GRACE = 2.0
+
+
+def _text_or_none(value):
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be a string or null")
+    return value
+
+
+def _any_text(value):
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value
+
+
+OPTIONS = {
+    "max_ind_alerts": (opt.integer(0), 3),
+    "max_obs_alerts": (opt.integer(0), 2),
+    "max_observables": (opt.integer(1), 20),
+    "cache_ttl": (opt.integer(0), 3600),
+    "cache_max_entries": (opt.integer(1), 10000),
+    "state_dir": (_any_text, "/var/ossec/var/opencti"),
+    "ca_file": (_text_or_none, None),
+    "verify_tls": (opt.boolean, True),
+    "queue_socket": (_any_text, "/var/ossec/queue/sockets/queue"),
+    "log_file": (_any_text, "logs/integrations.log"),
+}
+
+
+def load_options(path):
+    """(options, problems) from integratord's .options file; bad parts fall back to their defaults."""
+    return opt.load(path, OPTIONS)
+
+
+class LookupFailed(Exception):
+    """OpenCTI could not answer usefully: the message becomes an opencti.error event."""
+
+
+def graphql_url(hook_url):
+    """The GraphQL endpoint: hook_url as given, with /graphql appended when missing."""
+    url = hook_url.strip().rstrip("/")
+    return url if url.endswith("/graphql") else url + "/graphql"
+
+
+def safe_url(url):
+    """The URL without user info, query or fragment, for logs and events."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep:
+        return "<invalid URL>"
+    netloc, slash, path = rest.partition("/")
+    path = (slash + path).split("?", 1)[0].split("#", 1)[0]
+    return f"{scheme}://{netloc.rpartition('@')[2]}{path}"
+
+
+class UsageError(Exception):
+    """The command line does not carry what integratord always passes."""
+
+
+class Arguments:
+    """What integratord passed on the command line: alert_file, api_key, hook_url, debug, options_file,
+    timeout, and timeout_note (why the timeout argument was not used, for the log)."""
+
+    __slots__ = ("alert_file", "api_key", "debug", "hook_url", "options_file", "timeout", "timeout_note")
+
+    def __init__(self, **fields):
+        defaults = {"debug": False, "options_file": "", "timeout": DEFAULT_TIMEOUT, "timeout_note": None}
+        for name in self.__slots__:
+            setattr(self, name, fields[name] if name in fields else defaults[name])
+
+
+def _is_redirect(arg):
+    """True for the literal '> /dev/null 2>&1' integratord appends (whole or split)."""
+    text = arg.strip()
+    return text.startswith(">") or text in ("2>&1", "/dev/null")
+
+
+def parse_argv(argv):
+    """Arguments of every Wazuh 4.x layout; raises UsageError (argument values are never put in it)."""
+    args = [a for a in argv[1:] if not _is_redirect(a)]
+    if len(args) < 3:
+        raise UsageError(f"expected at least 3 arguments (alert file, API token, OpenCTI URL), got {len(args)}")
+    alert_file, api_key, hook_url = args[0], args[1], args[2]
+    rest = args[3:]
+    if not api_key or not hook_url:
+        raise UsageError("the integration needs <api_key> and <hook_url> in its ossec.conf block")
+    timeout, note = DEFAULT_TIMEOUT, None
+    if len(rest) > 2 and rest[2].strip():
+        text = rest[2].strip()
+        if text.isascii() and text.lstrip("-").isdigit():
+            timeout = min(max(int(text), 1), MAX_TIMEOUT)
+        else:
+            note = f"timeout argument {rest[2]!r} is not a number; using {DEFAULT_TIMEOUT} s"
+    return Arguments(alert_file=alert_file, api_key=api_key, hook_url=hook_url,
+                     debug=bool(rest) and rest[0] == "debug", options_file=rest[1] if len(rest) > 1 else "",
+                     timeout=timeout, timeout_note=note)
