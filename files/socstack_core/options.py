@@ -10,15 +10,19 @@ import math
 MAX_OPTIONS_BYTES = 1024 * 1024
 
 
+def _within(value, minimum, maximum):
+    if minimum is not None and value < minimum:
+        raise ValueError(f"must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"must be <= {maximum}")
+    return value
+
+
 def integer(minimum=None, maximum=None):
     def check(value):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("must be an integer")
-        if minimum is not None and value < minimum:
-            raise ValueError(f"must be >= {minimum}")
-        if maximum is not None and value > maximum:
-            raise ValueError(f"must be <= {maximum}")
-        return value
+        return _within(value, minimum, maximum)
     return check
 
 
@@ -26,11 +30,7 @@ def number(minimum=None, maximum=None):
     def check(value):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError("must be a finite number")
-        if minimum is not None and value < minimum:
-            raise ValueError(f"must be >= {minimum}")
-        if maximum is not None and value > maximum:
-            raise ValueError(f"must be <= {maximum}")
-        return value
+        return _within(value, minimum, maximum)
     return check
 
 
