@@ -1,4 +1,4 @@
-"""Benchmark: alerts triaged per minute by files/ai_worker/iris_ai_worker.py, and IRIS requests per alert.
+"""Benchmark: alerts triaged per minute by the AI worker (files/ai_worker), and IRIS requests per alert.
 
 For each model latency and worker count, starts the IRIS and Ollama emulators on 127.0.0.1, creates
 ``workers x --alerts-per-worker`` pending alerts, runs that many worker PROCESSES (instances 1..N of N)
@@ -22,14 +22,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "files")]
+sys.path[:0] = [str(ROOT), str(ROOT / "files"), str(ROOT / "files" / "ai_worker")]
 
-from ai_worker import iris_ai_worker as w  # noqa: E402
+from iris_ai_worker.tags import split_tags  # noqa: E402
 
 from tests.emulators.iris import IrisEmulator  # noqa: E402
 from tests.emulators.ollama import OllamaEmulator  # noqa: E402
 
-PROGRAM = Path(w.__file__)
+PROGRAM = ROOT / "files" / "ai_worker" / "iris-ai-worker.py"
 TIME_LIMIT = 300  # seconds per configuration
 
 
@@ -58,10 +58,10 @@ def run(latency, workers, args):
                    AI_WORKER_LOG_LEVEL="WARNING")
         started = time.monotonic()
         for instance in range(1, workers + 1):
-            processes.append(subprocess.Popen([sys.executable, str(PROGRAM)],
+            processes.append(subprocess.Popen([sys.executable, "-I", str(PROGRAM)],
                                               env=dict(env, AI_WORKER_INSTANCE=str(instance))))
         while time.monotonic() - started < TIME_LIMIT:
-            if all("ai-reviewed" in w.split_tags(a["alert_tags"]) for a in iris.alerts()):
+            if all("ai-reviewed" in split_tags(a["alert_tags"]) for a in iris.alerts()):
                 break
             time.sleep(0.05)
         else:

@@ -7,7 +7,9 @@ the two disagree). That covers the ``{status, message, data}`` envelope and its 
 auth (``Authorization: Bearer``, bare ``Authorization``, ``X-IRIS-AUTH``), first-boot state and ids, the
 group permission bit mask, customers/groups/users management with IRIS's duplicate and password rules,
 membership replacement, API-key renewal, the lookup lists in their real ids and order, and alerts (add,
-filter, get, update, delete, comments) with IRIS's validation messages and filter semantics. A few
+filter, get, update, delete, comments and their delete) with IRIS's validation messages and filter semantics.
+Every answer carries an HTTP ``Date`` header (http.server adds it), as the real server's do (measured
+2026-12-04, iris-2.4.20.md): the AI worker measures its clock skew from it. A few
 routes the transcripts do not exercise (customer and user delete, user activate) follow the v2.4.20
 source the reference page names.
 
@@ -753,6 +755,7 @@ class IrisEmulator:
             ("POST", f"/alerts/delete/{num}", self._alerts_delete, PERM["alerts_delete"]),
             ("POST", f"/alerts/{num}/comments/add", self._comments_add, PERM["alerts_write"]),
             ("GET", f"/alerts/{num}/comments/list", self._comments_list, PERM["alerts_read"]),
+            ("POST", f"/alerts/{num}/comments/{num}/delete", self._comments_delete, PERM["alerts_write"]),
         ]
         routes = []
         for method, template, handler, needed in table:
@@ -1511,6 +1514,21 @@ class IrisEmulator:
         if error:
             return error
         return _ok("", [self._dump_comment(c) for c in self.state["comments"] if c["comment_alert_id"] == alert_id])
+
+    def _comments_delete(self, call, alert_id, comment_id):
+        """Measured on a real 2.4.20 (reference iris-2.4.20.md, "Comments", and issue 14, 2026-12-04): 200
+        "Comment deleted successfully"; the same call again 400 "You are not allowed to delete this comment".
+        Who else may delete a comment was not measured: any caller with alerts_write may, here."""
+        _alert, error = self._commentable_alert(call, alert_id)
+        if error:
+            return error
+        comment = next((c for c in self.state["comments"]
+                        if c["comment_id"] == comment_id and c["comment_alert_id"] == alert_id), None)
+        if comment is None:
+            return _err("You are not allowed to delete this comment")
+        self.state["comments"].remove(comment)
+        self._save()
+        return _ok("Comment deleted successfully")
 
 
 def main(argv=None):

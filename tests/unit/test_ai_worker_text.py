@@ -1,22 +1,25 @@
 """Pure functions of the AI worker: configuration, tags, redaction, prompt, answer parsing, dedup, rates."""
 
 import json
+import re
+import time
 
 import pytest
-from ai_worker import iris_ai_worker as w
+from iris_ai_worker import dedup, prompt, redaction, settings
+from iris_ai_worker import tags as worker_tags
 
 BASE_ENV = {"IRIS_BASE_URL": "https://iris.example:9094", "IRIS_BEARER": "k" * 64, "OLLAMA_MODEL": "phi4-mini:latest"}
 
 
 def redact(text, **options):
-    return w.Redactor(**options).text(text)
+    return redaction.Redactor(**options).text(text)
 
 
 # --- configuration -------------------------------------------------------------------------------------
 
 
 def test_config_defaults_run_as_the_only_instance():
-    config = w.load_config(BASE_ENV)
+    config = settings.load_config(BASE_ENV)
     assert (config.instance, config.instance_index, config.instances) == ("ai-worker", 0, 1)
     assert config.verify_tls is True
     assert config.ollama_url == "http://127.0.0.1:11434"
@@ -25,11 +28,11 @@ def test_config_defaults_run_as_the_only_instance():
 
 @pytest.mark.parametrize("url", ["http://ollama:11434", "http://ollama:11434/", "http://ollama:11434/api/generate"])
 def test_ollama_url_accepts_base_and_generate_url(url):
-    assert w.load_config(dict(BASE_ENV, OLLAMA_URL=url)).ollama_url == "http://ollama:11434"
+    assert settings.load_config(dict(BASE_ENV, OLLAMA_URL=url)).ollama_url == "http://ollama:11434"
 
 
 def test_instance_identity_is_one_based():
-    config = w.load_config(dict(BASE_ENV, AI_WORKER_INSTANCE="3", AI_WORKER_INSTANCES="4"))
+    config = settings.load_config(dict(BASE_ENV, AI_WORKER_INSTANCE="3", AI_WORKER_INSTANCES="4"))
     assert (config.instance, config.instance_index, config.instances) == ("3", 2, 4)
 
 
@@ -51,17 +54,17 @@ def test_instance_identity_is_one_based():
     ],
 )
 def test_bad_configuration_is_refused_with_a_reason(env, message):
-    with pytest.raises(w.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        w.load_config(dict(BASE_ENV, **env))
+    with pytest.raises(settings.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        settings.load_config(dict(BASE_ENV, **env))
 
 
 def test_config_repr_hides_the_bearer():
-    assert "k" * 64 not in repr(w.load_config(BASE_ENV))
+    assert "k" * 64 not in repr(settings.load_config(BASE_ENV))
 
 
 def test_config_error_never_echoes_the_bearer():
-    with pytest.raises(w.ConfigError) as caught:
-        w.load_config(dict(BASE_ENV, AI_WORKER_CLAIM_TTL="60"))
+    with pytest.raises(settings.ConfigError) as caught:
+        settings.load_config(dict(BASE_ENV, AI_WORKER_CLAIM_TTL="60"))
     assert "k" * 64 not in str(caught.value)
 
 
@@ -69,20 +72,20 @@ def test_config_error_never_echoes_the_bearer():
 
 
 def test_tags_split_exactly_and_keep_order():
-    assert w.split_tags(" wazuh, ai-pending ,,x ") == ["wazuh", "ai-pending", "x"]
-    assert w.TAG_PENDING not in w.split_tags("ai-pending-x,not-ai-pending")
-    assert w.join_tags(["a", "b", "a"]) == "a,b"
+    assert worker_tags.split_tags(" wazuh, ai-pending ,,x ") == ["wazuh", "ai-pending", "x"]
+    assert worker_tags.TAG_PENDING not in worker_tags.split_tags("ai-pending-x,not-ai-pending")
+    assert worker_tags.join_tags(["a", "b", "a"]) == "a,b"
 
 
 def test_counters_and_claim_tokens_round_trip():
-    tags = w.with_tag_value(["ai-pending", "ai-attempts:1"], w.ATTEMPTS_PREFIX, 2)
+    tags = worker_tags.with_tag_value(["ai-pending", "ai-attempts:1"], worker_tags.ATTEMPTS_PREFIX, 2)
     assert tags == ["ai-pending", "ai-attempts:2"]
-    assert w.counter(tags, w.ATTEMPTS_PREFIX) == 2
-    assert w.counter(["ai-attempts:x"], w.ATTEMPTS_PREFIX) == 0
-    token = w.ClaimToken("2", 1700000000, "beef0001")
-    assert w.ClaimToken.parse(token.tag()) == token
-    assert w.ClaimToken.parse("ai-claim:garbage").epoch == 0  # unreadable claims count as stale
-    assert w.ClaimToken.parse("wazuh") is None
+    assert worker_tags.counter(tags, worker_tags.ATTEMPTS_PREFIX) == 2
+    assert worker_tags.counter(["ai-attempts:x"], worker_tags.ATTEMPTS_PREFIX) == 0
+    token = worker_tags.ClaimToken("2", 1700000000, "beef0001")
+    assert worker_tags.ClaimToken.parse(token.tag()) == token
+    assert worker_tags.ClaimToken.parse("ai-claim:garbage").epoch == 0  # unreadable claims count as stale
+    assert worker_tags.ClaimToken.parse("wazuh") is None
 
 
 # --- redaction -------------------------------------------------------------------------------------------
@@ -125,7 +128,7 @@ PEM = (
 def test_realistic_secrets_are_redacted(text, secret):
     redacted = redact(text)
     assert secret not in redacted
-    assert w.REDACTED in redacted
+    assert redaction.REDACTED in redacted
 
 
 @pytest.mark.parametrize(
@@ -144,10 +147,10 @@ def test_ordinary_log_lines_survive_redaction(text):
 
 def test_structure_redaction_drops_values_under_secret_keys_whatever_their_type():
     data = {"user": "bob", "password": 123456, "nested": [{"apiKey": {"v": "x"}, "srcip": "10.0.0.1"}]}
-    assert w.Redactor().value(data) == {
+    assert redaction.Redactor().value(data) == {
         "user": "bob",
-        "password": w.REDACTED,
-        "nested": [{"apiKey": w.REDACTED, "srcip": "10.0.0.1"}],
+        "password": redaction.REDACTED,
+        "nested": [{"apiKey": redaction.REDACTED, "srcip": "10.0.0.1"}],
     }
 
 
@@ -160,14 +163,45 @@ def test_email_and_ip_redaction_are_opt_in():
 
 
 def test_extra_patterns_are_applied():
-    redactor = w.Redactor(extra_patterns=[w.re.compile(r"CORP-\d{6}")])
-    assert redactor.text("ticket CORP-123456 opened") == f"ticket {w.REDACTED} opened"
+    redactor = redaction.Redactor(extra_patterns=[re.compile(r"CORP-\d{6}")])
+    assert redactor.text("ticket CORP-123456 opened") == f"ticket {redaction.REDACTED} opened"
+
+
+@pytest.mark.parametrize("unit", ["pass_", "token=", "=", "password=\"", "a.", "eyJ-", "sk-", "a:", "<a>", "x@"])
+def test_redaction_is_linear_on_adversarial_text(unit):
+    """60 KB of a repeated fragment: the quadratic patterns of old took 37 s on pass_; the bound is generous.
+    The redactor's own cut is lifted (max_chars), so this times the patterns, not the cut."""
+    text = unit * (60_000 // len(unit))
+    redactor = redaction.Redactor(emails=True, ips=True, max_chars=len(text))
+    started = time.perf_counter()
+    redactor.text(text)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_redaction_cuts_a_long_string_to_the_prompt_size_without_a_split_word():
+    text = "ok " * 10 + "AKIAIOSFODNN7EXAMPLE" + "x" * 100
+    cut = redaction.Redactor(max_chars=40).text(text)
+    assert cut == "ok " * 10 + redaction.CUT_MARK  # the split word is dropped, not shown in part
+    assert redaction.Redactor(max_chars=40).text("x" * 100) == redaction.CUT_MARK
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('token="unterminated secret', 'token="[REDACTED]"'),
+        ("my_db_password=hunter2 keyboard=us", "my_db_password=[REDACTED] keyboard=us"),
+        ("spring.datasource.password=hunter2", "spring.datasource.password=[REDACTED]"),
+        ("password=[REDACTED] again", "password=[REDACTED] again"),
+    ],
+)
+def test_key_value_redaction_edges(text, expected):
+    assert redaction.Redactor().text(text) == expected
 
 
 def test_sample_alerts_keep_their_evidence_after_redaction(shared_reference):
     for path in sorted((shared_reference / "sample-alerts").glob("*.json")):
         event = json.loads(path.read_text())
-        redacted = w.Redactor().value(event)
+        redacted = redaction.Redactor().value(event)
         assert redacted["rule"] == event["rule"], path.name
         assert redacted.get("full_log") == event.get("full_log"), path.name
 
@@ -190,13 +224,13 @@ def wazuh_alert(alert_id=7, **event_overrides):
 
 def test_prompt_is_redacted_bounded_and_free_of_worker_tags():
     alert = wazuh_alert(full_log="sshd: password=Hunter2-Secret accepted")
-    prompt = w.build_prompt(alert, w.Redactor(), max_chars=2000)
-    assert "Hunter2-Secret" not in prompt
-    assert "ai-claim" not in prompt and "ai-pending" not in prompt and '"wazuh"' in prompt
-    assert "pci_dss" not in prompt  # compliance mappings cost tokens and say nothing about the event
-    assert "untrusted" in prompt
+    text = prompt.build_prompt(alert, redaction.Redactor(), max_chars=2000)
+    assert "Hunter2-Secret" not in text
+    assert "ai-claim" not in text and "ai-pending" not in text and '"wazuh"' in text
+    assert "pci_dss" not in text  # compliance mappings cost tokens and say nothing about the event
+    assert "untrusted" in text
     huge = wazuh_alert(full_log="x" * 50_000)
-    assert len(w.build_prompt(huge, w.Redactor(), max_chars=3000)) < 4000
+    assert len(prompt.build_prompt(huge, redaction.Redactor(), max_chars=3000)) < 4000
 
 
 def test_parse_analysis_normalises_a_model_answer():
@@ -204,7 +238,7 @@ def test_parse_analysis_normalises_a_model_answer():
         "summary": "Brute force.", "verdict": "Likely True Positive", "reasons": "many failures",
         "severity": "HIGH", "next_steps": ["block"], "mitre": [{"technique_id": "t1110"}, {"technique_id": "bogus"}],
     }) + "\n```"
-    analysis = w.parse_analysis(text)
+    analysis = prompt.parse_analysis(text)
     assert analysis["verdict"] == "likely_true_positive"
     assert analysis["severity"] == "high"
     assert analysis["reasons"] == ["many failures"]
@@ -213,16 +247,17 @@ def test_parse_analysis_normalises_a_model_answer():
 
 @pytest.mark.parametrize("text", ["no json here", "{not json}", '{"verdict": "likely_true_positive"}', "[1, 2]"])
 def test_parse_analysis_rejects_unusable_answers(text):
-    with pytest.raises(w.AnalysisError):
-        w.parse_analysis(text)
+    with pytest.raises(prompt.AnalysisError):
+        prompt.parse_analysis(text)
 
 
 def test_comment_carries_round_marker_and_reuse_notice():
-    analysis = w.parse_analysis(json.dumps({"summary": "S", "verdict": "likely_false_positive", "severity": "low"}))
-    fresh = w.render_comment(analysis, "abcd0123", "phi4-mini:latest")
-    assert w.COMMENT_HEADER_RE.match(fresh).group(1) == "abcd0123"
+    answer = {"summary": "S", "verdict": "likely_false_positive", "severity": "low"}
+    analysis = prompt.parse_analysis(json.dumps(answer))
+    fresh = prompt.render_comment(analysis, "abcd0123", "phi4-mini:latest")
+    assert worker_tags.COMMENT_HEADER_RE.match(fresh).group(1) == "abcd0123"
     assert "likely FALSE positive" in fresh and "REUSED" not in fresh
-    reused = w.render_comment(analysis, "abcd0123", "m", reused_from={"alert_id": 3, "time": 0})
+    reused = prompt.render_comment(analysis, "abcd0123", "m", reused_from={"alert_id": 3, "time": 0})
     assert "REUSED ANALYSIS" in reused and "alert #3" in reused
 
 
@@ -230,45 +265,46 @@ def test_comment_carries_round_marker_and_reuse_notice():
 
 
 def test_dedup_key_ignores_timestamps_pids_and_ports_but_not_the_source():
-    first = w.dedup_key(wazuh_alert(1))
-    again = w.dedup_key(wazuh_alert(
+    first = dedup.dedup_key(wazuh_alert(1))
+    again = dedup.dedup_key(wazuh_alert(
         2, timestamp="2024-05-11T13:00:00.000+0000",
         full_log="May 11 13:00:01 web01 sshd[999]: Invalid user paco from 172.17.1.1 port 40000",
         data={"srcip": "172.17.1.1", "srcuser": "paco", "srcport": "40000"}))
-    other_source = w.dedup_key(wazuh_alert(3, data={"srcip": "172.17.9.9", "srcuser": "paco"}))
-    other_agent = w.dedup_key(wazuh_alert(4, agent={"id": "002", "name": "web02"}))
+    other_source = dedup.dedup_key(wazuh_alert(3, data={"srcip": "172.17.9.9", "srcuser": "paco"}))
+    other_agent = dedup.dedup_key(wazuh_alert(4, agent={"id": "002", "name": "web02"}))
     assert first == again
     assert first.startswith("5712|001|")
     assert len({first, other_source, other_agent}) == 3
-    assert w.dedup_key({"alert_id": 5, "alert_source_content": {"no": "rule"}}) is None
+    assert dedup.dedup_key({"alert_id": 5, "alert_source_content": {"no": "rule"}}) is None
 
 
 def test_dedup_store_window_and_sharing(tmp_path):
-    one = w.DedupStore(str(tmp_path), window=100)
-    two = w.DedupStore(str(tmp_path), window=100)
+    one = dedup.DedupStore(str(tmp_path), window=100)
+    two = dedup.DedupStore(str(tmp_path), window=100)
     one.record("k", 7, {"summary": "s"}, now=1000)
     assert two.lookup("k", now=1050)["alert_id"] == 7  # another instance on the same host sees it
     assert two.lookup("k", now=1101) is None  # outside the window
     two.record("k2", 8, {}, now=1200)  # pruning keeps the file bounded
     assert json.loads((tmp_path / "dedup.json").read_text()).keys() == {"k2"}
     assert (tmp_path / "dedup.json").stat().st_mode & 0o077 == 0
-    memory = w.DedupStore(None, window=0)
+    memory = dedup.DedupStore(None, window=0)
     memory.record("k", 1, {}, now=0)
     assert memory.lookup("k", now=0) is None  # window 0 disables dedup
 
 
 def test_allowlist_by_rule_agent_and_group():
-    config = w.load_config(dict(BASE_ENV, AI_WORKER_ALLOWLIST_RULE_IDS="5712, 1002",
-                                AI_WORKER_ALLOWLIST_AGENTS="backup01", AI_WORKER_ALLOWLIST_GROUPS="ossec"))
-    assert "rule 5712" in w.allowlist_reason(wazuh_alert(), config)
-    assert w.allowlist_reason(wazuh_alert(rule={"id": "1", "groups": []}, agent={"name": "backup01"}), config)
-    assert w.allowlist_reason(wazuh_alert(rule={"id": "1", "groups": ["ossec"]}), config)
-    assert w.allowlist_reason(wazuh_alert(rule={"id": "1", "groups": ["sshd"]}), config) is None
+    env = dict(BASE_ENV, AI_WORKER_ALLOWLIST_RULE_IDS="5712, 1002", AI_WORKER_ALLOWLIST_AGENTS="backup01",
+               AI_WORKER_ALLOWLIST_GROUPS="ossec")
+    config = settings.load_config(env)
+    assert "rule 5712" in prompt.allowlist_reason(wazuh_alert(), config)
+    assert prompt.allowlist_reason(wazuh_alert(rule={"id": "1", "groups": []}, agent={"name": "backup01"}), config)
+    assert prompt.allowlist_reason(wazuh_alert(rule={"id": "1", "groups": ["ossec"]}), config)
+    assert prompt.allowlist_reason(wazuh_alert(rule={"id": "1", "groups": ["sshd"]}), config) is None
 
 
 def test_rate_limiter_counts_a_sliding_minute():
     now = [0.0]
-    limiter = w.RateLimiter(3, clock=lambda: now[0])
+    limiter = dedup.RateLimiter(3, clock=lambda: now[0])
     for _unused in range(3):
         limiter.spend()
     assert limiter.available() == 0
@@ -276,4 +312,4 @@ def test_rate_limiter_counts_a_sliding_minute():
     assert limiter.available() == 0
     now[0] = 60.0
     assert limiter.available() == 3
-    assert w.RateLimiter(0).available() > 10**6  # 0 means no limit
+    assert dedup.RateLimiter(0).available() > 10**6  # 0 means no limit

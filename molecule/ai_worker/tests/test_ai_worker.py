@@ -79,10 +79,19 @@ def test_environment_file_is_root_only(host):
     assert env_file.mode == 0o600
 
 
-def test_program_is_root_owned_and_read_only_to_others(host):
-    program = host.file("/usr/local/lib/socstack-ai-worker/iris_ai_worker.py")
-    assert program.user == "root"
-    assert program.mode == 0o644
+def test_program_is_root_owned_and_readable_by_the_worker_group_only(host):
+    """Installed by host_program: launcher, package and shared core, with their bytecode; no single file."""
+    home = "/usr/local/lib/socstack-ai-worker"
+    launcher = host.file(f"{home}/iris-ai-worker")
+    assert (launcher.user, launcher.group, launcher.mode) == ("root", "socstack-ai-worker", 0o750)
+    with host.sudo():
+        assert launcher.content_string.splitlines()[0] == "#!/usr/bin/python3 -I"
+        for package in ("iris_ai_worker", "socstack_core"):
+            folder = host.file(f"{home}/{package}")
+            assert (folder.user, folder.group, folder.mode) == ("root", "socstack-ai-worker", 0o750)
+            assert host.file(f"{home}/{package}/__init__.py").mode == 0o640
+        assert host.run(f"ls {home}/iris_ai_worker/__pycache__").stdout.count(".pyc") >= 10
+    assert not host.file(f"{home}/iris_ai_worker.py").exists
 
 
 def test_state_directory_is_private(host):

@@ -11,75 +11,18 @@ import time
 from pathlib import Path
 
 import pytest
-from ai_worker import iris_ai_worker as w
+from iris_ai_worker import iris
+from iris_ai_worker import tags as worker_tags
 
-from tests.emulators.iris import IrisEmulator
-from tests.emulators.ollama import OllamaEmulator
+from tests.support.ai_worker import SSH_EVENT
 
-PROGRAM = Path(w.__file__)
-BASE_ENV = {
-    "OLLAMA_MODEL": "phi4-mini:latest",
-    "AI_WORKER_CLAIM_TIMEOUT": "0.2",
-    "AI_WORKER_IRIS_TIMEOUT": "2",
-    "AI_WORKER_OLLAMA_TIMEOUT": "3",
-    "AI_WORKER_CLAIM_TTL": "20",
-    "AI_WORKER_CLOCK_SKEW": "0",
-    "AI_WORKER_POLL_SECONDS": "0.2",
-    "AI_WORKER_MAX_PER_MINUTE": "0",
-}
-SSH_EVENT = {
-    "rule": {"id": "5710", "level": 5, "description": "sshd: Attempt to login using a non-existent user",
-             "groups": ["syslog", "sshd", "authentication_failed"]},
-    "agent": {"id": "001", "name": "web01"},
-    "full_log": "May 11 12:29:18 web01 sshd[17584]: Invalid user paco from 172.17.1.1 port 56404",
-    "data": {"srcip": "172.17.1.1", "srcuser": "paco"},
-}
-
-
-class Stack:
-    def __init__(self, iris, ollama, state_dir):
-        self.iris = iris
-        self.ollama = ollama
-        self.state_dir = state_dir
-        self.bot_id, self.bot_key = iris.add_user("ai-bot", groups=["Analysts"], customers=["IrisInitialClient"])
-        self.analyst_id, _key = iris.add_user("alice", service_account=False, groups=["Analysts"],
-                                              customers=["IrisInitialClient"])
-
-    def env(self, **overrides):
-        env = dict(BASE_ENV, IRIS_BASE_URL=self.iris.url, IRIS_BEARER=self.bot_key, OLLAMA_URL=self.ollama.url,
-                   AI_WORKER_STATE_DIR=str(self.state_dir))
-        env.update({name: str(value) for name, value in overrides.items()})
-        return env
-
-    def worker(self, **overrides):
-        return w.Worker.from_config(w.load_config(self.env(**overrides)))
-
-    def alert(self, tags="wazuh,ai-pending", event=None, **fields):
-        fields.setdefault("alert_title", "sshd: non-existent user")
-        return self.iris.create_alert(alert_severity_id=4, alert_status_id=2, alert_customer_id=1, alert_tags=tags,
-                                      alert_source_content=event if event is not None else SSH_EVENT,
-                                      **fields)["alert_id"]
-
-    def get(self, alert_id):
-        return next(a for a in self.iris.alerts() if a["alert_id"] == alert_id)
-
-    def tags(self, alert_id):
-        return w.split_tags(self.get(alert_id)["alert_tags"])
-
-    def comment_texts(self, alert_id):
-        return [c["comment_text"] for c in self.iris.comments(alert_id)]
-
-    def paths_by_bot(self):
-        return [(method, path) for method, path, login, _status in self.iris.request_log if login == "ai-bot"]
+PROGRAM = Path(__file__).resolve().parents[3] / "files" / "ai_worker" / "iris-ai-worker.py"
+DEDUP = {"AI_WORKER_DEDUP_WINDOW": 3600}
 
 
 @pytest.fixture
-def stack(tmp_path):
-    iris = IrisEmulator(admin_api_key="A" * 64).start()
-    ollama = OllamaEmulator().start()
-    yield Stack(iris, ollama, tmp_path / "state")
-    iris.stop()
-    ollama.stop()
+def stack(ai_stack):
+    return ai_stack
 
 
 def record_update_bodies(iris):
@@ -116,7 +59,7 @@ def test_substring_matches_of_the_server_filter_are_not_touched(stack):
         stack.alert(tags)
     real = stack.alert("ai-pending")
     stack.worker().run_cycle()
-    touched = {int(m.group(1)) for _method, path in stack.paths_by_bot()
+    touched = {int(m.group(1)) for _method, path in stack.paths_by()
                for m in [re.match(r"/alerts/(?:update/)?(\d+)", path)] if m}
     assert touched == {real}
     assert stack.tags(real) == ["ai-reviewed"]
@@ -132,18 +75,17 @@ def test_allowlisted_alerts_never_reach_the_model(stack):
         == [other]
 
 
-def test_the_prompt_never_carries_planted_secrets_and_logs_never_carry_the_key(stack, caplog):
+def test_the_prompt_never_carries_planted_secrets_and_logs_never_carry_the_key(stack):
     event = dict(SSH_EVENT, full_log="sshd: password=Winter2024!Secret for admin",
                  data={"authorization": "Bearer 0123456789abcdef0123", "srcip": "10.1.1.1"})
     alert_id = stack.alert(event=event)
-    with caplog.at_level("DEBUG", logger="iris-ai-worker"):
-        stack.worker().run_cycle()
+    stack.worker().run_cycle()
     prompt = stack.ollama.calls[0]["prompt"]
     assert "Winter2024!Secret" not in prompt and "0123456789abcdef0123" not in prompt and "10.1.1.1" in prompt
     assert stack.tags(alert_id) == ["wazuh", "ai-reviewed"]
-    assert stack.bot_key not in caplog.text and "Winter2024!Secret" not in caplog.text
-    with pytest.raises(w.ServiceError) as caught:
-        w.Worker.from_config(w.load_config(stack.env(IRIS_BEARER="wrong-" + "z" * 40))).run_cycle()
+    assert stack.key("ai-bot") not in stack.log_text() and "Winter2024!Secret" not in stack.log_text()
+    with pytest.raises(iris.ServiceError) as caught:
+        stack.worker(IRIS_BEARER="wrong-" + "z" * 40).run_cycle()
     assert "HTTP 401" in str(caught.value) and "z" * 40 not in str(caught.value)
 
 
@@ -151,8 +93,8 @@ def test_dedup_reuses_an_earlier_analysis_and_says_so(stack):
     first = stack.alert()
     repeat = stack.alert(event=dict(SSH_EVENT, full_log=SSH_EVENT["full_log"].replace("12:29:18", "12:31:02")))
     different = stack.alert(event=dict(SSH_EVENT, data={"srcip": "172.17.9.9", "srcuser": "paco"}))
-    stack.worker(AI_WORKER_MAX_PER_CYCLE=1).run_cycle()
-    stack.worker(AI_WORKER_MAX_PER_CYCLE=5).run_cycle()  # another process: the dedup memory is on disk
+    stack.worker(AI_WORKER_MAX_PER_CYCLE=1, **DEDUP).run_cycle()
+    stack.worker(AI_WORKER_MAX_PER_CYCLE=5, **DEDUP).run_cycle()  # another process: the dedup memory is on disk
     assert len(stack.ollama.calls) == 2  # first and different; repeat reused first's analysis
     reused = stack.comment_texts(repeat)[0]
     assert "REUSED ANALYSIS" in reused and f"alert #{first}" in reused
@@ -171,7 +113,7 @@ def test_dedup_is_recorded_only_after_the_analysis_was_posted(stack):
         return None
 
     stack.iris.add_hook(hook)
-    stack.worker(AI_WORKER_MAX_PER_CYCLE=2).run_cycle()  # first (analysed, not posted) then repeat
+    stack.worker(AI_WORKER_MAX_PER_CYCLE=2, **DEDUP).run_cycle()  # first (analysed, not posted) then repeat
     assert stack.comment_texts(first) == [] and "ai-attempts:1" in stack.tags(first)
     assert len(stack.ollama.calls) == 2
     assert "REUSED" not in stack.comment_texts(repeat)[0]
@@ -233,20 +175,26 @@ def test_a_comment_that_landed_despite_an_error_answer_is_not_posted_twice(stack
     assert stack.tags(alert_id) == ["wazuh", "ai-attempts:1", "ai-reviewed"]
 
 
+def stop_while_the_model_answers(stack, worker):
+    """Run the worker; once Ollama has its first call, ask the worker to stop; it must end within 30 s."""
+    runner = threading.Thread(target=worker.run_forever)
+    runner.start()
+    deadline = time.monotonic() + 30
+    while not stack.ollama.calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stack.ollama.calls, "the worker never asked the model"
+    worker.request_stop()
+    runner.join(timeout=30)
+    assert not runner.is_alive()
+
+
 def test_stop_during_a_slow_answer_releases_the_alert_untouched(stack):
     alert_id = stack.alert()
     stack.ollama.latency = 3
     worker = stack.worker(AI_WORKER_STOP_GRACE=0.3, AI_WORKER_OLLAMA_TIMEOUT=5)
-    runner = threading.Thread(target=worker.run_forever)
-    runner.start()
-    deadline = time.monotonic() + 5
-    while not stack.ollama.calls and time.monotonic() < deadline:
-        time.sleep(0.02)
-    worker.request_stop()
-    runner.join(timeout=5)
-    assert not runner.is_alive()
+    stop_while_the_model_answers(stack, worker)
     assert stack.tags(alert_id)[:2] == ["wazuh", "ai-pending"]
-    assert not w.claim_tags(stack.tags(alert_id)) and "ai-attempts:1" not in stack.tags(alert_id)
+    assert not worker_tags.claim_tags(stack.tags(alert_id)) and "ai-attempts:1" not in stack.tags(alert_id)
     assert stack.comment_texts(alert_id) == []
 
 
@@ -254,15 +202,9 @@ def test_stop_finishes_the_current_alert_when_the_answer_comes_in_time_and_relea
     first, second = stack.alert(), stack.alert()
     stack.ollama.latency = 0.8
     worker = stack.worker(AI_WORKER_STOP_GRACE=5, AI_WORKER_MAX_PER_CYCLE=2, AI_WORKER_DEDUP_WINDOW=0)
-    runner = threading.Thread(target=worker.run_forever)
-    runner.start()
-    deadline = time.monotonic() + 5
-    while not stack.ollama.calls and time.monotonic() < deadline:
-        time.sleep(0.02)
-    worker.request_stop()
-    runner.join(timeout=10)
+    stop_while_the_model_answers(stack, worker)
     assert stack.tags(first) == ["wazuh", "ai-reviewed"]
-    assert not w.claim_tags(stack.tags(second)) and "ai-pending" in stack.tags(second)
+    assert not worker_tags.claim_tags(stack.tags(second)) and "ai-pending" in stack.tags(second)
     assert stack.comment_texts(second) == []
 
 
@@ -270,7 +212,7 @@ def test_sigterm_to_the_program_releases_the_alert_and_exits_zero(stack):
     alert_id = stack.alert()
     stack.ollama.latency = 5
     env = dict(os.environ, **stack.env(AI_WORKER_STOP_GRACE=0.2, AI_WORKER_OLLAMA_TIMEOUT=8))
-    process = subprocess.Popen([sys.executable, str(PROGRAM)], env=env, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-I", str(PROGRAM)], env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 10
         while not stack.ollama.calls and time.monotonic() < deadline:
@@ -283,14 +225,15 @@ def test_sigterm_to_the_program_releases_the_alert_and_exits_zero(stack):
         process.kill()
     assert process.returncode == 0
     assert f"alert {alert_id}: released" in errors
-    assert stack.bot_key not in errors
+    assert stack.key("ai-bot") not in errors
     tags = stack.tags(alert_id)
-    assert "ai-pending" in tags and not w.claim_tags(tags) and not w.tag_value(tags, w.ATTEMPTS_PREFIX)
+    assert "ai-pending" in tags and not worker_tags.claim_tags(tags)
+    assert not worker_tags.tag_value(tags, worker_tags.ATTEMPTS_PREFIX)
 
 
 def test_the_program_refuses_a_bad_configuration_with_exit_code_2(stack):
     env = dict(os.environ, **stack.env(AI_WORKER_INSTANCES=3))
-    result = subprocess.run([sys.executable, str(PROGRAM)], env=env, capture_output=True, text=True, timeout=20,
+    result = subprocess.run([sys.executable, "-I", str(PROGRAM)], env=env, capture_output=True, text=True, timeout=20,
                             check=False)
     assert result.returncode == 2
     assert "AI_WORKER_INSTANCE is not" in result.stderr
@@ -310,3 +253,23 @@ def test_an_iris_outage_is_survived(stack):
     worker.request_stop()
     runner.join(timeout=10)
     assert stack.tags(alert_id) == ["wazuh", "ai-reviewed"]
+
+
+def test_triage_can_be_limited_to_the_customers_who_agreed(stack):
+    """A provider enables triage per customer (AI_WORKER_CUSTOMER_IDS): other customers' alerts stay as they
+    are, whatever the account could see."""
+    acme = stack.iris.add_customer("Acme")
+    globex = stack.iris.add_customer("Globex")
+    stack.key("ai-bot")
+    user = next(u for u in stack.iris.state["users"] if u["login"] == "ai-bot")
+    first = stack.alert(alert_customer_id=acme)
+    skipped = stack.alert(alert_customer_id=globex)
+    fallback = stack.alert()
+    user["customers"] += [acme, globex]  # the account sees all three customers' alerts
+    stack.worker(AI_WORKER_CUSTOMER_IDS=f"{acme}, 1").run_cycle()
+    for alert_id in (first, fallback):
+        assert stack.tags(alert_id) == ["wazuh", "ai-reviewed"]
+        assert len(stack.analyses(alert_id)) == 1
+    assert stack.tags(skipped) == ["wazuh", "ai-pending"]
+    assert stack.comment_texts(skipped) == []
+    assert not [path for _method, path in stack.paths_by() if f"/{skipped}/" in f"{path}/"]  # never read either

@@ -9,67 +9,21 @@ import threading
 import time
 
 import pytest
-from ai_worker import iris_ai_worker as w
+from iris_ai_worker import settings
+from iris_ai_worker import tags as worker_tags
 
-from tests.emulators.iris import IrisEmulator
-from tests.emulators.ollama import OllamaEmulator
+from tests.support.ai_worker import run_together
 
 CLAIM_TIMEOUT = 0.5  # settle time 1.1 s: room for the injected delays on a busy 2-core machine
-BASE_ENV = {
-    "OLLAMA_MODEL": "phi4-mini:latest",
-    "AI_WORKER_CLAIM_TIMEOUT": str(CLAIM_TIMEOUT),
-    "AI_WORKER_IRIS_TIMEOUT": "2",
-    "AI_WORKER_OLLAMA_TIMEOUT": "3",
-    "AI_WORKER_CLAIM_TTL": "20",
-    "AI_WORKER_CLOCK_SKEW": "0",
-    "AI_WORKER_MAX_PER_MINUTE": "0",
-    "AI_WORKER_DEDUP_WINDOW": "0",
-}
-
-
-class Stack:
-    """An IRIS emulator, an Ollama emulator and helpers to make workers and alerts."""
-
-    def __init__(self, iris, ollama):
-        self.iris = iris
-        self.ollama = ollama
-
-    def worker(self, login, **env):
-        _user_id, key = self.iris.add_user(login, groups=["Analysts"], customers=["IrisInitialClient"])
-        settings = dict(BASE_ENV, IRIS_BASE_URL=self.iris.url, IRIS_BEARER=key, OLLAMA_URL=self.ollama.url)
-        settings.update({name: str(value) for name, value in env.items()})
-        return w.Worker.from_config(w.load_config(settings))
-
-    def alert(self, tags="wazuh,ai-pending"):
-        return self.iris.create_alert(alert_title="sshd brute force", alert_severity_id=5, alert_status_id=2,
-                                      alert_customer_id=1, alert_tags=tags)["alert_id"]
-
-    def tags(self, alert_id):
-        return w.split_tags(next(a for a in self.iris.alerts() if a["alert_id"] == alert_id)["alert_tags"])
-
-    def analyses(self, alert_id):
-        return [c for c in self.iris.comments(alert_id) if w.COMMENT_HEADER_RE.match(c["comment_text"] or "")]
-
-    def updates_by(self, login):
-        return [entry for entry in self.iris.request_log if entry[0] == "POST" and entry[2] == login
-                and entry[1].startswith("/alerts/update/")]
+ENV = {"AI_WORKER_CLAIM_TIMEOUT": str(CLAIM_TIMEOUT)}
 
 
 @pytest.fixture
-def stack():
-    iris = IrisEmulator(admin_api_key="A" * 64).start()
-    ollama = OllamaEmulator().start()
-    yield Stack(iris, ollama)
-    iris.stop()
-    ollama.stop()
-
-
-def run_together(*workers):
-    threads = [threading.Thread(target=worker.run_cycle) for worker in workers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+def stack(ai_stack):
+    """The shared AI stack; workers here claim with a 0.5 s claim timeout."""
+    original = ai_stack.worker
+    ai_stack.worker = lambda login="ai-bot", **env: original(login, **dict(ENV, **env))
+    return ai_stack
 
 
 def hold_reads_until_both_served(alert_id, logins):
@@ -118,7 +72,7 @@ def test_two_workers_that_read_the_same_free_alert_cannot_both_win(stack, late_b
 
 def test_negative_control_read_back_without_settle_lets_both_win(stack, monkeypatch):
     """The same interleaving against 'write, read back at once, proceed if still mine' gives two analyses."""
-    monkeypatch.setattr(w.Config, "settle_seconds", property(lambda self: 0.0))
+    monkeypatch.setattr(settings.Config, "settle_seconds", property(lambda self: 0.0))
     alert_id = stack.alert()
     a, b = stack.worker("wa"), stack.worker("wb")
     stack.iris.add_hook(hold_reads_until_both_served(alert_id, {"wa", "wb"}))
@@ -157,7 +111,7 @@ def test_negative_control_without_the_freshness_check_a_stalled_claimant_undoes_
     """B's claim, written on a stale read after A finished, puts the reviewed alert back in the queue."""
     alert_id = stack.alert()
     a, b = stack.worker("wa"), stack.worker("wb")
-    b._read_still_fresh = lambda read_sent: True
+    b.claims.read_still_fresh = lambda read_sent: True
     stack.iris.add_hook(hold_reads_until_both_served(alert_id, {"wa", "wb"}))
     pause_after_first_read(b, 3 * CLAIM_TIMEOUT)
     run_together(a, b)
@@ -166,7 +120,7 @@ def test_negative_control_without_the_freshness_check_a_stalled_claimant_undoes_
     assert "ai-reviewed" not in tags and "ai-pending" in tags  # the next round will analyse it again
 
 
-def test_a_claim_acknowledged_beyond_the_bound_is_abandoned_and_reported(stack, caplog):
+def test_a_claim_acknowledged_beyond_the_bound_is_abandoned_and_reported(stack):
     """A write the server held past the bound (or a stall after the check) cannot be prevented
     client-side; the claimant must at least not act on it, and say so loudly."""
     alert_id = stack.alert()
@@ -178,14 +132,13 @@ def test_a_claim_acknowledged_beyond_the_bound_is_abandoned_and_reported(stack, 
         return original(alert, tags, timeout=timeout)
 
     worker.iris.set_tags = stalled_set_tags
-    with caplog.at_level("ERROR", logger="iris-ai-worker"):
-        worker.run_cycle()
-    assert "abandoning it" in caplog.text
+    worker.run_cycle()
+    assert "abandoning it" in stack.log_text()
     assert stack.ollama.calls == [] and stack.analyses(alert_id) == []
 
 
 def test_a_fresh_claim_of_another_worker_is_left_alone(stack):
-    token = w.ClaimToken("other", int(time.time()), "0000beef").tag()
+    token = worker_tags.ClaimToken("other", int(time.time()), "0000beef").tag()
     alert_id = stack.alert(f"ai-pending,ai-round:11112222,{token}")
     stack.worker("wa").run_cycle()
     assert stack.updates_by("wa") == []
@@ -193,7 +146,7 @@ def test_a_fresh_claim_of_another_worker_is_left_alone(stack):
 
 
 def test_two_workers_taking_over_the_same_stale_claim_cannot_both_win(stack):
-    stale = w.ClaimToken("dead", int(time.time()) - 3600, "0000dead").tag()
+    stale = worker_tags.ClaimToken("dead", int(time.time()) - 3600, "0000dead").tag()
     alert_id = stack.alert(f"wazuh,ai-pending,ai-round:11112222,{stale}")
     a, b = stack.worker("wa"), stack.worker("wb")
     stack.iris.add_hook(hold_reads_until_both_served(alert_id, {"wa", "wb"}))
@@ -205,14 +158,9 @@ def test_two_workers_taking_over_the_same_stale_claim_cannot_both_win(stack):
 
 def test_takeover_after_a_crash_between_comment_and_tags_does_not_comment_twice(stack):
     """The dead worker posted this round's analysis but died before tagging: finish, do not re-analyse."""
-    stale = w.ClaimToken("dead", int(time.time()) - 3600, "0000dead").tag()
+    stale = worker_tags.ClaimToken("dead", int(time.time()) - 3600, "0000dead").tag()
     alert_id = stack.alert(f"ai-pending,ai-round:11112222,{stale}")
-    dead_user, _key = stack.iris.add_user("dead-worker", groups=["Analysts"], customers=["IrisInitialClient"])
-    with stack.iris.lock:  # the comment the dead worker managed to post
-        stack.iris.state["comments"].append({
-            "comment_id": 999, "comment_uuid": "u", "comment_text": "[ai-triage round=11112222] earlier",
-            "comment_date": "", "comment_update_date": "", "comment_user_id": dead_user, "comment_case_id": None,
-            "comment_alert_id": alert_id})
+    stack.plant_comment(alert_id, "[ai-triage round=11112222] earlier")  # the dead worker managed to post it
     stack.worker("wa").run_cycle()
     assert len(stack.iris.comments(alert_id)) == 1
     assert stack.ollama.calls == []
@@ -221,11 +169,8 @@ def test_takeover_after_a_crash_between_comment_and_tags_does_not_comment_twice(
 
 def test_an_analysis_from_an_earlier_round_does_not_block_a_requested_re_triage(stack):
     alert_id = stack.alert("ai-pending")
-    with stack.iris.lock:  # an analysis from a finished round; an analyst then asked for a new one
-        stack.iris.state["comments"].append({
-            "comment_id": 999, "comment_uuid": "u", "comment_text": "[ai-triage round=aaaa0000] old analysis",
-            "comment_date": "", "comment_update_date": "", "comment_user_id": 1, "comment_case_id": None,
-            "comment_alert_id": alert_id})
+    # an analysis from a finished round; an analyst then asked for a new one
+    stack.plant_comment(alert_id, "[ai-triage round=aaaa0000] old analysis")
     stack.worker("wa").run_cycle()
     assert len(stack.analyses(alert_id)) == 2
     assert stack.tags(alert_id) == ["ai-reviewed"]
@@ -248,12 +193,13 @@ def test_a_claim_without_enough_lease_left_is_released_not_processed(stack):
     """Second alert of a batch: the first took so long that finishing the second could outlive the lease."""
     first_id, second_id = stack.alert(), stack.alert()
     worker = stack.worker("wa", AI_WORKER_CLAIM_TIMEOUT=0.2, AI_WORKER_OLLAMA_TIMEOUT=1, AI_WORKER_IRIS_TIMEOUT=0.5,
-                          AI_WORKER_CLAIM_TTL=4.2)
+                          AI_WORKER_CLAIM_TTL=5.2, AI_WORKER_CLOCK_SKEW=0)
     stack.ollama.latency = 0.6
     worker.run_cycle()
     assert stack.tags(first_id) == ["wazuh", "ai-reviewed"]
     second = stack.tags(second_id)
-    assert "ai-pending" in second and not w.claim_tags(second) and not w.tag_value(second, w.ATTEMPTS_PREFIX)
+    assert "ai-pending" in second and not worker_tags.claim_tags(second)
+    assert not worker_tags.tag_value(second, worker_tags.ATTEMPTS_PREFIX)
     assert stack.analyses(second_id) == []
     stack.ollama.latency = 0
     worker.run_cycle()

@@ -20,18 +20,20 @@ import time
 from pathlib import Path
 
 import pytest
-from ai_worker import iris_ai_worker as w
+from iris_ai_worker import prompt
+from iris_ai_worker import tags as worker_tags
 
 from tests.emulators.iris import IrisEmulator
 from tests.emulators.ollama import OllamaEmulator, default_responder
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PROGRAM = Path(w.__file__)
+PROGRAM = Path(__file__).resolve().parents[3] / "files" / "ai_worker" / "iris-ai-worker.py"
 ALERTS = 240
 MAX_ATTEMPTS = 3
 KILL_AFTER_COMMENTS = 80
 BAD_ANSWER_EVERY = 50  # alert ids 50, 100, ... always get an answer that is no analysis
+THROWN_AWAY = re.compile(r": alert (\d+): (?:claim lost|lease ran out|our claim disappeared|IRIS )")
 ENV = {
     "OLLAMA_MODEL": "phi4-mini:latest",
     "AI_WORKER_INSTANCES": "3",
@@ -42,7 +44,7 @@ ENV = {
     "AI_WORKER_CLAIM_TIMEOUT": "0.4",
     "AI_WORKER_IRIS_TIMEOUT": "1.5",
     "AI_WORKER_OLLAMA_TIMEOUT": "2",
-    "AI_WORKER_CLAIM_TTL": "12",
+    "AI_WORKER_CLAIM_TTL": "15",
     "AI_WORKER_CLOCK_SKEW": "0",
     "AI_WORKER_DEDUP_WINDOW": "0",
     "AI_WORKER_OLLAMA_BACKOFF_MIN": "0.2",
@@ -68,7 +70,7 @@ def wait_for(condition, timeout):
 
 def prompt_alert_id(call):
     """The alert id an Ollama call was about (None for the worker's probe)."""
-    match = re.search(r'"alert_id": (\d+)', call["prompt"])
+    match = re.search(r'"alert_id":\s*(\d+)', call["prompt"])
     return int(match.group(1)) if match else None
 
 
@@ -80,9 +82,34 @@ def bad_for_some_alerts(prompt, system, fmt):
     return default_responder(prompt, system, fmt)
 
 
+def settled(iris):
+    """No alert waits any more (ai-pending gone everywhere)."""
+    return all("ai-pending" not in worker_tags.split_tags(a["alert_tags"]) for a in iris.alerts())
+
+
+def stop_gracefully(processes, numbers):
+    """SIGTERM to the workers numbered; each must exit 0."""
+    for n in numbers:
+        processes[n].send_signal(signal.SIGTERM)
+    for n in numbers:
+        assert processes[n].wait(timeout=30) == 0
+
+
+def clean_up(processes, logs, *emulators):
+    """Kill what still runs, close the logs, stop the emulators."""
+    for process in processes.values():
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
+    for handle in logs.values():
+        handle.close()
+    for emulator in emulators:
+        emulator.stop()
+
+
 def start_worker(tmp_path, n, env):
     log = (tmp_path / f"worker{n}.log").open("w")
-    return subprocess.Popen([sys.executable, str(PROGRAM)], env=dict(os.environ, **env), stderr=log), log
+    return subprocess.Popen([sys.executable, "-I", str(PROGRAM)], env=dict(os.environ, **env), stderr=log), log
 
 
 @pytest.mark.parametrize(
@@ -122,18 +149,12 @@ def test_three_workers_one_killed_every_alert_gets_exactly_one_analysis(tmp_path
                        AI_WORKER_INSTANCE=str(n), AI_WORKER_TAKEOVER_GRACE=grace)
             processes[n], logs[n] = start_worker(tmp_path, n, env)
 
-        def settled():
-            alerts = iris.alerts()
-            return all("ai-pending" not in w.split_tags(a["alert_tags"]) for a in alerts)
-
-        assert wait_for(killed.is_set, 40), "worker 2 was never killed"
-        assert wait_for(settled, 75 - (time.monotonic() - started)), "alerts still pending after 75 s"
+        # Deadlines only: nothing below depends on how fast the machine is, only on what happened.
+        assert wait_for(killed.is_set, 240), "worker 2 was never killed"
+        assert wait_for(lambda: settled(iris), 480), "alerts still pending after 480 s"
         elapsed = time.monotonic() - started
 
-        for n in (1, 3):
-            processes[n].send_signal(signal.SIGTERM)
-        for n in (1, 3):
-            assert processes[n].wait(timeout=15) == 0
+        stop_gracefully(processes, (1, 3))
         assert processes[2].wait(timeout=5) == -signal.SIGKILL
 
         unavailable = sum(call["failed"] for call in ollama.calls)
@@ -143,25 +164,34 @@ def test_three_workers_one_killed_every_alert_gets_exactly_one_analysis(tmp_path
             if alert_id and alert_id % BAD_ANSWER_EVERY == 0 and not call["failed"]:
                 bad_answers[alert_id] = bad_answers.get(alert_id, 0) + 1
 
+        thrown_away = {}
+        for n in (1, 2, 3):
+            logs[n].flush()
+            for match in THROWN_AWAY.finditer((tmp_path / f"worker{n}.log").read_text()):
+                thrown_away[int(match.group(1))] = thrown_away.get(int(match.group(1)), 0) + 1
+
         reviewed = 0
         for alert in iris.alerts():
-            alert_id, tags = alert["alert_id"], w.split_tags(alert["alert_tags"])
+            alert_id, tags = alert["alert_id"], worker_tags.split_tags(alert["alert_tags"])
             assert not [t for t in tags if t.startswith(("ai-claim:", "ai-round:"))], (alert_id, tags)
             assert alert["alert_owner_id"] == before[alert_id]["alert_owner_id"], alert_id
             assert alert["alert_note"] == before[alert_id]["alert_note"], alert_id
             comments = iris.comments(alert_id)
             if alert_id % BAD_ANSWER_EVERY == 0:
                 assert "ai-failed" in tags and f"ai-attempts:{MAX_ATTEMPTS}" in tags, (alert_id, tags)
-                assert bad_answers[alert_id] == MAX_ATTEMPTS
+                # Each counted attempt made one call; a call is also spent when its answer had to be thrown
+                # away (claim lost in the settle race, lease run out, claim gone, IRIS failing the write).
+                assert MAX_ATTEMPTS <= bad_answers[alert_id] <= MAX_ATTEMPTS + thrown_away.get(alert_id, 0), (
+                    alert_id, bad_answers[alert_id], thrown_away.get(alert_id, 0))
                 assert comments == []
                 continue
             assert "ai-reviewed" in tags, (alert_id, tags)
             assert len(comments) == 1, (alert_id, [c["comment_text"][:40] for c in comments])
-            assert w.COMMENT_HEADER_RE.match(comments[0]["comment_text"])
+            assert worker_tags.COMMENT_HEADER_RE.match(comments[0]["comment_text"])
             reviewed += 1
 
         crashed = next(a for a in iris.alerts() if a["alert_id"] == crash["alert_id"])
-        assert "ai-takeovers:1" in w.split_tags(crashed["alert_tags"])  # finished by a takeover...
+        assert worker_tags.counter(worker_tags.split_tags(crashed["alert_tags"]), worker_tags.TAKEOVERS_PREFIX) >= 1
         assert [c["user"]["user_login"] for c in iris.comments(crash["alert_id"])] == ["w2"]  # ...without re-posting
         assert unavailable, "the HTTP 500 injection never fired: the outage path went untested"
 
@@ -178,14 +208,7 @@ def test_three_workers_one_killed_every_alert_gets_exactly_one_analysis(tmp_path
               f"{len(iris.request_log) / ALERTS:.1f} IRIS requests per alert, {lost} claims lost in races, "
               f"{unavailable} injected HTTP 500, {sum(bad_answers.values())} bad answers")
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=5)
-        for handle in logs.values():
-            handle.close()
-        iris.stop()
-        ollama.stop()
+        clean_up(processes, logs, iris, ollama)
 
 
 OUTAGE_ALERTS = 60
@@ -210,10 +233,10 @@ def test_ollama_stopped_and_restarted_nothing_is_lost(tmp_path):
         def comments():
             return sum(len(iris.comments(a["alert_id"])) for a in iris.alerts())
 
-        assert wait_for(lambda: comments() >= OUTAGE_AFTER_COMMENTS, 30), "the workers never got going"
+        assert wait_for(lambda: comments() >= OUTAGE_AFTER_COMMENTS, 120), "the workers never got going"
         ollama.stop()
         time.sleep(OUTAGE_SECONDS)
-        pending_during_outage = sum("ai-pending" in w.split_tags(a["alert_tags"]) for a in iris.alerts())
+        pending_during_outage = sum("ai-pending" in worker_tags.split_tags(a["alert_tags"]) for a in iris.alerts())
         restarted = time.monotonic()
         for _unused in range(20):  # the old port may be held for a moment by a client socket
             try:
@@ -222,18 +245,12 @@ def test_ollama_stopped_and_restarted_nothing_is_lost(tmp_path):
             except OSError:
                 time.sleep(0.1)
 
-        def settled():
-            return all("ai-pending" not in w.split_tags(a["alert_tags"]) for a in iris.alerts())
-
-        assert wait_for(settled, 40), "alerts still pending 40 s after Ollama came back"
+        assert wait_for(lambda: settled(iris), 240), "alerts still pending 240 s after Ollama came back"
         catch_up = time.monotonic() - restarted
-        for n in (1, 2):
-            processes[n].send_signal(signal.SIGTERM)
-        for n in (1, 2):
-            assert processes[n].wait(timeout=15) == 0
+        stop_gracefully(processes, (1, 2))
 
         for alert in iris.alerts():
-            tags = w.split_tags(alert["alert_tags"])
+            tags = worker_tags.split_tags(alert["alert_tags"])
             assert "ai-reviewed" in tags and "ai-failed" not in tags, (alert["alert_id"], tags)
             assert not [t for t in tags if t.startswith(("ai-claim:", "ai-round:", "ai-attempts:"))], tags
             assert len(iris.comments(alert["alert_id"])) == 1, alert["alert_id"]
@@ -241,21 +258,14 @@ def test_ollama_stopped_and_restarted_nothing_is_lost(tmp_path):
         for n in (1, 2):
             logs[n].close()
             text = (tmp_path / f"worker{n}.log").read_text()
-            assert text.count("WARNING Ollama unavailable") == 1, f"worker {n} logged the outage more than once"
-            assert text.count("INFO Ollama answers again") == 1
+            assert text.count("WARNING: Ollama unavailable") == 1, f"worker {n} logged the outage more than once"
+            assert text.count("INFO: Ollama answers again") == 1
             assert "failed (" not in text
             released += text.count("released (Ollama unavailable)")
         assert pending_during_outage > 0 and released >= 2
-        probes = sum(call["prompt"] == w.PROBE_PROMPT for call in ollama.calls)
+        probes = sum(call["prompt"] == prompt.PROBE_PROMPT for call in ollama.calls)
         print(f"\n{OUTAGE_ALERTS} alerts, 2 workers, Ollama down {OUTAGE_SECONDS}s: {pending_during_outage} waited "
               f"pending, {released} released uncounted, all done {catch_up:.1f}s after Ollama came back, "
               f"{probes} probes answered")
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=5)
-        for handle in logs.values():
-            handle.close()
-        iris.stop()
-        ollama.stop()
+        clean_up(processes, logs, iris, ollama)

@@ -1,0 +1,239 @@
+"""The claim protocol (docs/ai-worker.md, "The claim protocol"): a lease in the alert's tags, written
+so that two workers cannot both win, every write started inside the lease, and healing of the one
+case no lease without compare-and-swap can exclude (a pause between the last check and a write).
+
+Fault points (socstack_core.faults), in the order a claimed alert meets them: ``ai_worker:claim:send``
+before the claim write; before the comment, ``ai_worker:comment:read`` (the alert was re-read, the
+claim and lease not yet checked again) and ``ai_worker:comment:send`` (all checked, the POST is next);
+``ai_worker:comment:posted`` after it, before healing; before each tag update, ``ai_worker:update:read``
+and ``ai_worker:update:send`` likewise.
+"""
+import math
+import secrets
+import time
+
+from socstack_core import faults
+
+from .iris import ServiceError
+from .tags import (
+    ATTEMPTS_PREFIX,
+    OUTCOMES,
+    ROUND_PREFIX,
+    TAG_FAILED,
+    TAG_PENDING,
+    TAKEOVERS_PREFIX,
+    ClaimToken,
+    claim_tags,
+    comment_round,
+    counter,
+    join_tags,
+    split_tags,
+    tag_value,
+    with_tag_value,
+    without_claims,
+)
+
+
+class LeaseExpired(Exception):
+    """Our claim may be stale by now: another worker may take the alert over, so we must not write."""
+
+
+class ClaimLost(Exception):
+    """Our claim is no longer on the alert (taken over, or removed by hand): we must not write."""
+
+
+class Claim:
+    """A claim this worker wrote; ``sent`` and ``acked`` are monotonic times of the claim write."""
+
+    def __init__(self, alert, token, sent, acked, takeover):
+        self.alert = alert
+        self.token = token
+        self.sent = sent
+        self.acked = acked
+        self.takeover = takeover
+
+    @property
+    def alert_id(self):
+        return int(self.alert["alert_id"])
+
+
+class Claims:
+    """Claiming, confirming and writing under the lease, for one worker."""
+
+    def __init__(self, config, iris, log, clock, monotonic=time.monotonic):
+        self.config = config
+        self.iris = iris
+        self.log = log
+        self.clock = clock  # ClockCheck: IRIS's clock as known here
+        self.monotonic = monotonic
+        self.future_seen = {}  # claim tag stamped in the future -> IRIS time it was first seen
+
+    # -- reading claims
+
+    def is_stale(self, claim_tag):
+        """A claim is stale once it is older than the TTL. One stamped further in the future than the
+        allowed skew came from a wrong clock: it is stale once it has been seen for the TTL (IRIS's clock)."""
+        now = self.clock.wall()
+        epoch = ClaimToken.parse(claim_tag).epoch
+        if now - epoch > self.config.claim_ttl:
+            return True
+        if epoch - now <= self.config.clock_skew:
+            return False
+        iris_now = self.clock.iris_now()
+        first = self.future_seen.get(claim_tag)
+        if first is None:
+            self.future_seen = {t: s for t, s in self.future_seen.items() if iris_now - s <= 2 * self.config.claim_ttl}
+            self.future_seen[claim_tag] = first = iris_now
+            self.log.warning(f"claim {claim_tag} is stamped {epoch - now:.0f}s in the future (a worker with a wrong "
+                             f"clock?): it is taken for stale {self.config.claim_ttl:g}s after it was first seen")
+        return iris_now - first > self.config.claim_ttl
+
+    # -- claiming
+
+    def read_still_fresh(self, read_sent):
+        """A claim may only be written within claim_timeout of sending the read it is based on."""
+        return self.monotonic() - read_sent <= self.config.claim_timeout
+
+    def claim(self, alert_id):
+        """Read the alert and write our claim tag if it is free (or its claim is stale); the Claim or None."""
+        timeout = self.config.claim_timeout
+        read_sent = self.monotonic()
+        try:
+            alert = self.iris.alert(alert_id, timeout=timeout)
+        except ServiceError as exc:
+            self.log.info(f"alert {alert_id}: not claimed, read failed: {exc}")
+            return None
+        tags = split_tags(alert.get("alert_tags"))
+        if TAG_PENDING not in tags:
+            return None
+        held = claim_tags(tags)
+        if any(not self.is_stale(tag) for tag in held):
+            return None
+        if held:
+            tags = with_tag_value(tags, TAKEOVERS_PREFIX, counter(tags, TAKEOVERS_PREFIX) + 1)
+        if not tag_value(tags, ROUND_PREFIX):
+            tags = with_tag_value(tags, ROUND_PREFIX, secrets.token_hex(4))
+        # Rounded up: a stamp can only make the claim look younger to others, never older than it is.
+        token = ClaimToken(self.config.instance, math.ceil(self.clock.wall()), secrets.token_hex(4))
+        tags = [*without_claims(tags), token.tag()]
+        if not self.read_still_fresh(read_sent):
+            self.log.info(f"alert {alert_id}: not claimed, more than {timeout:g}s since the read")
+            return None
+        faults.point("ai_worker:claim:send")
+        sent = self.monotonic()
+        try:
+            self.iris.set_tags(alert, tags, timeout=timeout)
+        except ServiceError as exc:
+            self.log.info(f"alert {alert_id}: claim write failed: {exc}")
+            return None
+        acked = self.monotonic()
+        if acked - read_sent > 2 * timeout:
+            # Outside the bound the settle time is built on (a stall after the freshness check, a server
+            # that answered late): another worker may have finished in between, so do not go on with it.
+            self.log.error(f"alert {alert_id}: claim landed {acked - read_sent:.1f}s after its read (bound "
+                           f"{2 * timeout:g}s); abandoning it - check host load and IRIS latency")
+            return None
+        alert["alert_tags"] = join_tags(tags)
+        if held:
+            self.log.info(f"alert {alert_id}: taking over stale claim {held[0]}")
+        return Claim(alert=alert, token=token, sent=sent, acked=acked, takeover=bool(held))
+
+    def lease_left(self, claim):
+        return claim.sent + self.config.lease_seconds - self.monotonic()
+
+    def _check_lease(self, claim):
+        if self.lease_left(claim) <= 0:
+            raise LeaseExpired
+
+    def confirm(self, claim, wait=time.sleep):
+        """Wait out the settle time, read the alert back; return it when our claim is the only one."""
+        delay = claim.acked + self.config.settle_seconds - self.monotonic()
+        if delay > 0:
+            wait(delay)
+        current = self.iris.alert(claim.alert_id)
+        if claim_tags(split_tags(current.get("alert_tags"))) != [claim.token.tag()]:
+            self.log.info(f"alert {claim.alert_id}: claim lost to another worker")
+            return None
+        return current
+
+    # -- writing under the lease
+
+    def _reread(self, claim, what):
+        """The alert as it is now, checked to still carry our claim, with the lease checked right before
+        the write that follows (fault points ``ai_worker:<what>:read`` and ``ai_worker:<what>:send``)."""
+        self._check_lease(claim)
+        current = self.iris.alert(claim.alert_id)
+        faults.point(f"ai_worker:{what}:read")
+        if claim.token.tag() not in split_tags(current.get("alert_tags")):
+            self.log.warning(f"alert {claim.alert_id}: our claim disappeared; not writing")
+            raise ClaimLost
+        self._check_lease(claim)  # the read may have taken long, or the process stopped: check again
+        faults.point(f"ai_worker:{what}:send")
+        return current
+
+    def post(self, claim, text, round_id):
+        """Post this round's comment while the claim holds, then heal duplicates of the round."""
+        self._reread(claim, "comment")
+        self.iris.add_comment(claim.alert_id, text)
+        faults.point("ai_worker:comment:posted")
+        self.heal(claim.alert_id, round_id)
+
+    def rewrite(self, claim, change):
+        """Re-read the alert and replace its tags with change(tags minus claims), while our claim holds."""
+        current = self._reread(claim, "update")
+        self.iris.set_tags(current, change(without_claims(split_tags(current.get("alert_tags")))))
+
+    def finish(self, claim, outcome):
+        def change(tags):
+            kept = [t for t in tags if t not in OUTCOMES]
+            return [*with_tag_value(kept, ROUND_PREFIX, None), outcome]
+
+        self.rewrite(claim, change)
+        self.log.info(f"alert {claim.alert_id}: tagged {outcome}")
+
+    def fail(self, claim, reason):
+        """Count a failed attempt: back to the queue, or ai-failed once max_attempts is reached."""
+        attempts = counter(split_tags(claim.alert.get("alert_tags")), ATTEMPTS_PREFIX) + 1
+        final = attempts >= self.config.max_attempts
+
+        def change(tags):
+            tags = with_tag_value(tags, ATTEMPTS_PREFIX, attempts)
+            if not final:
+                return tags
+            return [t for t in with_tag_value(tags, ROUND_PREFIX, None) if t != TAG_PENDING] + [TAG_FAILED]
+
+        self.log.warning(f"alert {claim.alert_id}: attempt {attempts} failed ({reason}); now "
+                         f"{TAG_FAILED if final else TAG_PENDING}")
+        self.rewrite(claim, change)
+
+    def release(self, claim, why):
+        """Give the alert back: our claim removed, ai-pending kept, no attempt counted."""
+        self.rewrite(claim, lambda tags: tags)
+        self.log.info(f"alert {claim.alert_id}: released ({why})")
+
+    def release_if_mine(self, claim, why):
+        """Release a claimed alert that was not started, once the claim proves to be ours."""
+        if self.confirm(claim) is not None:
+            self.release(claim, why)
+
+    # -- the round's commit record
+
+    def round_comments(self, alert_id, round_id):
+        """This round's analysis comments on the alert, healed: at most one remains (the lowest id)."""
+        mine = [c for c in self.iris.comments(alert_id) if comment_round(c) == round_id]
+        if len(mine) <= 1:
+            return mine
+        mine.sort(key=lambda c: int(c.get("comment_id") or 0))
+        for extra in mine[1:]:
+            deleted = self.iris.delete_comment(alert_id, extra["comment_id"])
+            self.log.warning(f"alert {alert_id}: round {round_id} had {len(mine)} analyses; comment "
+                             f"{extra['comment_id']} {'deleted' if deleted else 'was already deleted'}, "
+                             f"comment {mine[0]['comment_id']} kept")
+        return mine[:1]
+
+    def heal(self, alert_id, round_id):
+        """round_comments after our own post; a failure is logged (the next takeover or retry heals)."""
+        try:
+            self.round_comments(alert_id, round_id)
+        except ServiceError as exc:
+            self.log.warning(f"alert {alert_id}: could not check round {round_id} for duplicates: {exc}")

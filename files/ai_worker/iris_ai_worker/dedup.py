@@ -1,0 +1,126 @@
+"""Dedup memory (the same event analysed recently is not sent to the model again) and burst control."""
+import collections
+import hashlib
+import os
+import re
+import sys
+import time
+
+from socstack_core import files
+from socstack_core.jsonio import dumps, loads
+
+from .prompt import rule_and_agent, wazuh_event
+
+_VOLATILE_KEY_RE = re.compile(
+    r"time|date|timestamp|recordid|guid|processid|threadid|^pid$|port|flow_?id|logonid|sequence|^id$", re.IGNORECASE
+)
+# Each pattern is bounded or starts at a character its repeat cannot match: linear on any text.
+_VOLATILE_TEXT = [
+    (re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?"), "<time>"),
+    (re.compile(r"\b[A-Z][a-z]{2} {1,2}\d{1,2} \d\d:\d\d:\d\d\b"), "<time>"),
+    (re.compile(r"\[\d+\]"), "[<pid>]"),
+    (re.compile(r"\bport \d+", re.IGNORECASE), "port <n>"),
+]
+
+
+def _without_volatile(data):
+    if isinstance(data, dict):
+        return {k: _without_volatile(v) for k, v in data.items() if not _VOLATILE_KEY_RE.search(str(k))}
+    if isinstance(data, list):
+        return [_without_volatile(item) for item in data]
+    if isinstance(data, str):
+        for pattern, replacement in _VOLATILE_TEXT:
+            data = pattern.sub(replacement, data)
+    return data
+
+
+def dedup_key(alert):
+    """``rule|agent|fingerprint`` of the event, ignoring timestamps, pids, ports and record ids.
+
+    None when the alert has no Wazuh rule id (such alerts are never deduplicated).
+    """
+    event = wazuh_event(alert)
+    rule_id, agent_id, agent_name, _groups = rule_and_agent(alert)
+    if not rule_id:
+        return None
+    basis = event.get("data") or event.get("full_log") or alert.get("alert_description") or ""
+    canonical = dumps([rule_id, agent_id or agent_name, _without_volatile(basis)], sort_keys=True)
+    digest = hashlib.sha256(canonical.encode("utf-8", "replace")).hexdigest()[:32]
+    return f"{rule_id}|{agent_id or agent_name}|{digest}"
+
+
+class DedupStore:
+    """Analyses by dedup key for a time window; a JSON file shared by the instances of one host.
+
+    Without a state directory it lives in memory only. Entries are recorded only after the analysis
+    was posted, and a reuse never refreshes an entry (the window runs from the real analysis). The
+    file is replaced atomically (readers see the old or the new one) under a lock file for writers.
+    """
+
+    def __init__(self, state_dir, window, log=None):
+        self.window = window
+        self.path = os.path.join(state_dir, "dedup.json") if state_dir else None
+        self.memory = {}
+        self.log = log
+
+    def _read(self):
+        if not self.path:
+            return self.memory
+        try:
+            with open(self.path, "rb") as handle:
+                data = loads(handle.read())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, RecursionError):
+            if self.log is not None:
+                self.log.warning(f"dedup state {self.path} is unreadable; starting with an empty one")
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def lookup(self, key, now):
+        """The earlier analysis for this key if it is inside the window."""
+        if not key or self.window <= 0:
+            return None
+        entry = self._read().get(key)
+        if isinstance(entry, dict) and now - float(entry.get("time", 0)) <= self.window:
+            return entry
+        return None
+
+    def record(self, key, alert_id, analysis, now):
+        """Remember a posted analysis; expired entries are pruned on the way."""
+        if not key or self.window <= 0:
+            return
+        entry = {"alert_id": alert_id, "time": now, "analysis": analysis}
+        if not self.path:
+            self.memory = {k: v for k, v in self.memory.items() if now - v["time"] <= self.window}
+            self.memory[key] = entry
+            return
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        fd = files.lock(self.path + ".lock", mode=0o600)
+        try:
+            data = {k: v for k, v in self._read().items()
+                    if isinstance(v, dict) and now - float(v.get("time", 0)) <= self.window}
+            data[key] = entry
+            files.write_json(self.path, data, mode=0o600, durable=False)
+        finally:
+            os.close(fd)
+
+
+class RateLimiter:
+    """At most ``per_minute`` events in any 60 s window (0 means no limit)."""
+
+    def __init__(self, per_minute, clock=time.monotonic):
+        self.per_minute = per_minute
+        self.clock = clock
+        self.events = collections.deque()
+
+    def available(self):
+        if self.per_minute <= 0:
+            return sys.maxsize
+        now = self.clock()
+        while self.events and now - self.events[0] >= 60.0:
+            self.events.popleft()
+        return self.per_minute - len(self.events)
+
+    def spend(self):
+        self.events.append(self.clock())

@@ -1,0 +1,107 @@
+"""The few DFIR-IRIS 2.4.20 alert routes the worker uses, over socstack_core.http.
+
+Every answer's HTTP ``Date`` header is kept with the local wall-clock times around the request:
+that is how the worker measures its clock against IRIS's (clock.py).
+"""
+import time
+from email.utils import mktime_tz, parsedate_tz
+
+from socstack_core import http
+from socstack_core.jsonio import dumps, loads
+
+from .prompt import short
+from .tags import TAG_PENDING, join_tags
+
+PAGE_SIZE = 50
+# IRIS 2.4.20 answers a repeated delete of a comment with this (measured 2026-12-04): already deleted.
+ALREADY_DELETED = "You are not allowed to delete this comment"
+
+
+class ServiceError(Exception):
+    """An HTTP call to IRIS or Ollama failed; the message never holds a credential."""
+
+    def __init__(self, message, status=None, server_message=None):
+        super().__init__(message)
+        self.status = status
+        self.server_message = server_message
+
+
+def server_time(date_header):
+    """Epoch seconds of an HTTP Date header (resolution: one second), or None."""
+    parsed = parsedate_tz(date_header or "")
+    return None if parsed is None else float(mktime_tz(parsed))
+
+
+def json_request(endpoint, method, path, *, body, timeout, what, headers=None):
+    """(Response, its JSON body or None) of one request; no answer at all is a ServiceError naming ``what``.
+
+    A POST always carries a Content-Length (0 without a body).
+    """
+    headers = dict(headers or {}, Accept="application/json")
+    data = b"" if method == "POST" else None
+    if body is not None:
+        data = dumps(body).encode("utf-8")
+        headers["Content-Type"] = "application/json"
+    try:
+        response = http.request(endpoint, method, path, headers=headers, body=data, timeout=timeout)
+    except http.TransportError as exc:
+        raise ServiceError(f"{what}: {exc.reason}") from None
+    try:
+        return response, (loads(response.body) if response.body else None)
+    except (ValueError, RecursionError):
+        return response, None
+
+
+class IrisClient:
+    """GET/POST JSON to IRIS with the bearer key; ``data`` of a success envelope, else ServiceError."""
+
+    def __init__(self, config, wall=time.time):
+        self.endpoint = http.Endpoint(config.iris_url, ca_file=config.ca_file, verify_tls=config.verify_tls)
+        self.headers = {"Authorization": f"Bearer {config.iris_bearer}"}
+        self.timeout = config.iris_timeout
+        self.wall = wall
+        self.clock_sample = None  # (local time sent, local time answered, IRIS's Date) of the last answer
+
+    def _call(self, method, path, body=None, timeout=None):
+        what = f"IRIS {method} {path.partition('?')[0]}"
+        sent = self.wall()
+        response, payload = json_request(self.endpoint, method, path, body=body, timeout=timeout or self.timeout,
+                                         what=what, headers=self.headers)
+        date = server_time(response.headers.get("date"))
+        if date is not None:
+            self.clock_sample = (sent, self.wall(), date)
+        if response.status == 200 and isinstance(payload, dict) and payload.get("status") == "success":
+            return payload.get("data")
+        message = payload.get("message") if isinstance(payload, dict) else None
+        raise ServiceError(f"{what}: HTTP {response.status} {short(message or 'non-JSON answer', 160)}",
+                           status=response.status, server_message=message)
+
+    def pending_page(self, page):
+        query = (f"alert_tags={http.quote(TAG_PENDING)}&page={int(page)}&per_page={PAGE_SIZE}&sort=asc"
+                 f"&fields={http.quote('alert_id,alert_tags,alert_customer_id')}")
+        return self._call("GET", f"/alerts/filter?{query}") or {}
+
+    def alert(self, alert_id, timeout=None):
+        return self._call("GET", f"/alerts/{int(alert_id)}", timeout=timeout)
+
+    def set_tags(self, alert, tags, timeout=None):
+        """Replace the tag string, repeating the current owner (or -1) so IRIS keeps it as it is."""
+        owner = alert.get("alert_owner_id")
+        body = {"alert_tags": join_tags(tags), "alert_owner_id": owner if isinstance(owner, int) else -1}
+        return self._call("POST", f"/alerts/update/{int(alert['alert_id'])}", body, timeout=timeout)
+
+    def comments(self, alert_id):
+        return self._call("GET", f"/alerts/{int(alert_id)}/comments/list") or []
+
+    def add_comment(self, alert_id, text):
+        return self._call("POST", f"/alerts/{int(alert_id)}/comments/add", {"comment_text": text})
+
+    def delete_comment(self, alert_id, comment_id):
+        """Delete a comment; True when deleted now, False when it was already gone (IRIS's 400)."""
+        try:
+            self._call("POST", f"/alerts/{int(alert_id)}/comments/{int(comment_id)}/delete")
+        except ServiceError as exc:
+            if exc.status == 400 and exc.server_message == ALREADY_DELETED:
+                return False
+            raise
+        return True

@@ -1,0 +1,293 @@
+"""The worker's loop: poll, claim, analyse, comment, tag (docs/ai-worker.md, "What it does to an alert")."""
+import threading
+import time
+
+from socstack_core.log import Log, Masker
+
+from .claims import ClaimLost, Claims, LeaseExpired
+from .clock import ClockCheck
+from .dedup import DedupStore, RateLimiter, dedup_key
+from .iris import IrisClient, ServiceError
+from .ollama import OllamaClient, OllamaOutage, OllamaUnavailable
+from .prompt import AnalysisError, allowlist_reason, build_prompt, parse_analysis, render_comment
+from .redaction import Redactor
+from .settings import PROG, WRITES_AFTER_CLAIM
+from .tags import (
+    ATTEMPTS_PREFIX,
+    ROUND_PREFIX,
+    TAG_FAILED,
+    TAG_PENDING,
+    TAG_REVIEWED,
+    TAG_SKIPPED,
+    TAKEOVERS_PREFIX,
+    claim_tags,
+    counter,
+    split_tags,
+    tag_value,
+)
+
+_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
+
+
+class LevelLog(Log):
+    """socstack_core's Log (masked, one line per event, never raises) that drops lines below a level."""
+
+    def __init__(self, level="INFO", **kwargs):
+        super().__init__(PROG, None, debug=level == "DEBUG", **kwargs)
+        self.threshold = _LEVELS.get(level, 20)
+
+    def write(self, level, message):
+        if _LEVELS.get(level, 40) >= self.threshold:
+            super().write(level, message)
+
+
+class Background:
+    """Run one call in a daemon thread so the main loop can stop waiting for it (SIGTERM)."""
+
+    def __init__(self, function):
+        self.result = None
+        self.error = None
+        self.done = threading.Event()
+        threading.Thread(target=self._run, args=(function,), daemon=True).start()
+
+    def _run(self, function):
+        try:
+            self.result = function()
+        except Exception as exc:  # reported to the main loop, which decides
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+class Worker:
+    """Poll, claim, analyse, comment, tag. One instance per process (or per thread in tests)."""
+
+    def __init__(self, config, iris, ollama, dedup, log, *, wall=time.time, monotonic=time.monotonic):
+        self.config = config
+        self.iris = iris
+        self.ollama = ollama
+        self.dedup = dedup
+        self.log = log
+        self.redactor = Redactor(config.redact_patterns, config.redact_emails, config.redact_ips,
+                                 max_chars=config.max_prompt_chars)
+        self.rate = RateLimiter(config.max_per_minute)
+        self.outage = OllamaOutage(config.backoff_min, config.backoff_max, log)
+        self.clock = ClockCheck(config.clock_skew / 2, log, wall=wall)
+        self.claims = Claims(config, iris, log, self.clock, monotonic=monotonic)
+        self.stop_event = threading.Event()
+        self.stop_requested_at = None
+        self.first_seen = {}  # alert id -> monotonic time this worker first saw it waiting
+        self.helping = set()  # other instances whose share this one has been helping (logged once)
+        self.deferred = set()  # alerts whose own model call met an outage: tried after the others
+
+    @classmethod
+    def from_config(cls, config, log=None, **clocks):
+        if log is None:
+            log = LevelLog(config.log_level, masker=Masker([config.iris_bearer]))
+        iris = IrisClient(config, wall=clocks.get("wall", time.time))
+        return cls(config, iris, OllamaClient(config), DedupStore(config.state_dir, config.dedup_window, log), log,
+                   **clocks)
+
+    # -- control
+
+    def request_stop(self):
+        """Finish or release the current alert, release the rest, then return from run_forever."""
+        if not self.stop_event.is_set():
+            self.stop_requested_at = time.monotonic()
+            self.stop_event.set()
+
+    def run_forever(self):
+        config = self.config
+        self.log.info(f"instance {config.instance} ({config.instance_index + 1} of {config.instances}) polling "
+                      f"every {config.poll_seconds:g}s, model {config.ollama_model}")
+        while not self.stop_event.is_set():
+            try:
+                busy = self.run_cycle()
+            except ServiceError as exc:
+                self.log.warning(f"cycle failed: {exc}")
+                busy = False
+            if not busy:
+                self.stop_event.wait(self._idle_seconds())
+        self.log.info("stopped")
+
+    def _idle_seconds(self):
+        """Until the next poll, or during an Ollama outage until the next try."""
+        if self.outage.active:
+            return max(0.0, self.outage.retry_at - time.monotonic())
+        return self.config.poll_seconds
+
+    def run_cycle(self):
+        """One poll-claim-process round; True when it used its whole budget (more work may wait)."""
+        if self.outage.active and not self._ollama_back():
+            return False
+        budget = min(self.config.max_per_cycle, self.rate.available())
+        if budget <= 0:
+            return False
+        candidates = self._candidates(2 * budget)
+        self.clock.update(self.iris.clock_sample)  # measured on the poll that just ran
+        if not self.clock.ok:
+            return False
+        claims = []
+        for alert_id in candidates:
+            if len(claims) >= budget or self.stop_event.is_set():
+                break
+            claim = self.claims.claim(alert_id)
+            if claim:
+                self.rate.spend()
+                claims.append(claim)
+        for claim in claims:
+            try:
+                if self.stop_event.is_set():
+                    self.claims.release_if_mine(claim, "stopping")
+                else:
+                    self._process(claim)
+            except ServiceError as exc:
+                self.log.warning(f"alert {claim.alert_id}: {exc} (its claim expires after the TTL)")
+            except LeaseExpired:
+                self.log.warning(f"alert {claim.alert_id}: lease ran out; not writing, a takeover will finish it")
+            except ClaimLost:
+                pass  # logged where it was found
+        return len(claims) >= budget
+
+    def _ollama_back(self):
+        """During an outage: True once the backoff has passed and a one-token probe got an answer."""
+        if time.monotonic() < self.outage.retry_at:
+            return False
+        job = Background(self.ollama.probe)
+        if not self._wait_for(job, grace=0.0):
+            return False
+        if isinstance(job.error, OllamaUnavailable):
+            self.outage.failed(str(job.error))
+            return False
+        self.outage.answered(probe=True)
+        return True
+
+    # -- choosing
+
+    def _my_turn(self, alert_id, now):
+        """Own share at once; another instance's share only after it waited takeover_grace x distance."""
+        count = self.config.instances
+        owner = alert_id % count
+        distance = (self.config.instance_index - owner) % count
+        if distance == 0:
+            return True
+        seen = self.first_seen.setdefault(alert_id, now)
+        if now - seen < self.config.takeover_grace * distance:
+            return False
+        if owner not in self.helping:
+            self.helping.add(owner)
+            self.log.warning(f"instance {owner + 1} of {count} has left alert {alert_id} waiting for "
+                             f"{now - seen:.0f}s: helping with its share (is socstack-ai-worker@{owner + 1} "
+                             f"running, and is AI_WORKER_INSTANCES={count} right?)")
+        return True
+
+    def _candidates(self, wanted):
+        """Ids of pending alerts this worker may claim now, oldest event first."""
+        found, waiting, page, complete = [], set(), 1, False
+        now = time.monotonic()
+        while True:
+            data = self.iris.pending_page(page)
+            for item in data.get("alerts") or []:
+                tags = split_tags(item.get("alert_tags"))
+                if TAG_PENDING not in tags:  # the server filter is a substring match
+                    continue
+                if self.config.customer_ids and item.get("alert_customer_id") not in self.config.customer_ids:
+                    continue  # triage only where the customer agreed to it (AI_WORKER_CUSTOMER_IDS)
+                alert_id = int(item["alert_id"])
+                waiting.add(alert_id)
+                if any(not self.claims.is_stale(tag) for tag in claim_tags(tags)):
+                    continue
+                if self._my_turn(alert_id, now):
+                    found.append(alert_id)
+            next_page = data.get("next_page")
+            if not next_page:
+                complete = True
+            if complete or len(found) >= wanted:
+                break
+            page = int(next_page)
+        if complete:
+            self.first_seen = {k: v for k, v in self.first_seen.items() if k in waiting}
+            self.deferred &= waiting
+            owners = {alert_id % self.config.instances for alert_id in self.first_seen}
+            self.helping &= owners
+        found.sort(key=lambda alert_id: alert_id in self.deferred)  # stable: oldest first otherwise
+        return found[:wanted]
+
+    # -- processing a claimed alert
+
+    def _process(self, claim):
+        alert, config, claims = claim.alert, self.config, self.claims
+        tags = split_tags(alert.get("alert_tags"))
+        needed = config.settle_seconds + config.ollama_timeout + WRITES_AFTER_CLAIM * config.iris_timeout
+        if claims.lease_left(claim) < needed:
+            claims.release_if_mine(claim, "too little lease left")  # let someone else finish it safely
+            return
+        key = dedup_key(alert)
+        skip_reason = allowlist_reason(alert, config)
+        over_limit = counter(tags, TAKEOVERS_PREFIX) > config.max_takeovers or (
+            counter(tags, ATTEMPTS_PREFIX) >= config.max_attempts
+        )
+        earlier = None if skip_reason or over_limit else self.dedup.lookup(key, time.time())
+        prompt = build_prompt(alert, self.redactor, config.max_prompt_chars)
+        job = None
+        if not (skip_reason or over_limit or earlier or claim.takeover or counter(tags, ATTEMPTS_PREFIX)
+                or self.outage.active):
+            job = Background(lambda: self.ollama.generate(prompt))  # first try: run it during the settle wait
+        current = claims.confirm(claim)
+        if current is None:
+            return
+        round_id = tag_value(split_tags(current.get("alert_tags")), ROUND_PREFIX) or claim.token.nonce
+        try:
+            if claims.round_comments(claim.alert_id, round_id):
+                self.log.info(f"alert {claim.alert_id}: this round's analysis was posted by an earlier attempt")
+                claims.finish(claim, TAG_REVIEWED)
+            elif over_limit:
+                self.log.warning(f"alert {claim.alert_id}: attempt or takeover limit reached, giving up")
+                claims.finish(claim, TAG_FAILED)
+            elif skip_reason:
+                self.log.info(f"alert {claim.alert_id}: not sent to the model, {skip_reason}")
+                claims.finish(claim, TAG_SKIPPED)
+            elif earlier:
+                claims.post(claim, render_comment(earlier["analysis"], round_id, config.ollama_model, earlier),
+                            round_id)
+                self.log.info(f"alert {claim.alert_id}: reused the analysis of alert {earlier['alert_id']}")
+                claims.finish(claim, TAG_REVIEWED)
+            elif self.outage.active:
+                claims.release(claim, "Ollama unavailable")
+            else:
+                job = job or Background(lambda: self.ollama.generate(prompt))
+                self._complete_with_model(claim, job, round_id, key)
+        except OllamaUnavailable as exc:
+            self.outage.failed(str(exc))
+            self.deferred.add(claim.alert_id)
+            claims.release(claim, "Ollama unavailable")
+        except (ServiceError, AnalysisError) as exc:
+            claims.fail(claim, str(exc))
+
+    def _complete_with_model(self, claim, job, round_id, key):
+        if not self._wait_for(job, grace=self.config.stop_grace):
+            self.log.info(f"alert {claim.alert_id}: stopping before the model answered")
+            self.claims.release(claim, "stopping")
+            return
+        if isinstance(job.error, OllamaUnavailable):
+            raise job.error
+        self.outage.answered()  # even a bad answer shows that Ollama serves the model
+        if job.error:
+            raise job.error
+        analysis = parse_analysis(job.result)
+        self.claims.post(claim, render_comment(analysis, round_id, self.config.ollama_model), round_id)
+        self.dedup.record(key, claim.alert_id, analysis, time.time())
+        self.log.info(f"alert {claim.alert_id}: analysis posted ({analysis['verdict']})")
+        self.claims.finish(claim, TAG_REVIEWED)
+
+    def _wait_for(self, job, grace):
+        """Wait for the model; after a stop request wait at most ``grace`` more. False when given up."""
+        deadline = time.monotonic() + self.config.ollama_timeout + 5
+        while not job.done.wait(0.05):
+            now = time.monotonic()
+            if self.stop_requested_at is not None and now - self.stop_requested_at >= grace:
+                return False
+            if now >= deadline:
+                job.error = OllamaUnavailable("Ollama generate: no answer within the timeout")
+                return True
+        return True
