@@ -1,4 +1,4 @@
-"""Helpers the testinfra checks of the Wazuh-side scenarios share (wazuh_manager, stack).
+"""Helpers the testinfra checks of the Wazuh-side scenarios share (wazuh_manager, stack, tenants).
 
 Imported by the scenarios' tests through sys.path (molecule/_shared is not a package).
 """
@@ -8,6 +8,14 @@ import json
 import time
 
 ALERTS_JSON = "/var/ossec/logs/alerts/alerts.json"
+
+# Runs inside a container: GET one IRIS API URL, verifying TLS with a CA file, print the JSON `data`.
+IRIS_GET = """
+import json, ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.stdin.read().strip()})
+print(json.dumps(json.load(urllib.request.urlopen(req, context=ctx, timeout=10))["data"]))
+"""
 
 
 def append_alerts(host, alerts):
@@ -27,3 +35,22 @@ def wait_for(what, predicate, timeout=90.0, pause=0.5):
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(pause)
+
+
+def iris_get(host, url, ca_file, key):
+    """`data` of a GET on IRIS, asked from inside the container (the API key goes on stdin)."""
+    result = host.run(f"printf %s '{key}' | python3 -c '{IRIS_GET}' '{url}' {ca_file}")
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def iris_alerts(host, base_url, ca_file, key, ref_part):
+    """Every IRIS alert whose alert_source_ref contains ref_part (all pages)."""
+    found, page = [], 1
+    while True:
+        data = iris_get(host, f"{base_url}/alerts/filter?source_reference={ref_part}&per_page=100&page={page}",
+                        ca_file, key)
+        found += data["alerts"]
+        if not data.get("next_page"):
+            return found
+        page += 1

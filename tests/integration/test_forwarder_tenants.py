@@ -101,7 +101,7 @@ def test_an_unknown_customer_name_is_rejected(tenants, emu):
     user = next(u for u in emu.state["users"] if u["login"] == "wazuh-forwarder")
     user["groups"].append(next(g["group_id"] for g in emu.state["groups"] if g["group_name"] == "customer-readers"))
     assert manager.run(alert(1, agent={"name": "x", "labels": {"customer": "Umbrella"}})) == 4
-    assert "IRIS has no customer named 'Umbrella'" in manager.log()
+    assert "IRIS has no customer named 'Umbrella' that the account can see" in manager.log()
 
 
 # ----------------------------------------------------------------------------------------- cluster

@@ -233,7 +233,8 @@ def resolve_customer(client, name, known, *, cache_file, ttl, log):
         _write_cache(cache_file, client.url, cached, log)
     ident = _find(cached["customers"], name)
     if ident is None:
-        raise Failure(REJECTED, f"IRIS has no customer named {name!r} (routing); add it, or fix customer_field / "
+        raise Failure(REJECTED, f"IRIS has no customer named {name!r} that the account can see (it does not exist, "
+                                "or the account is not linked to it); add or link it, or fix customer_field / "
                                 "customer_routes")
     return ident
 

@@ -59,8 +59,9 @@ def iris_get(host, key, path):
 
 
 def alert_by_ref(host, key, ref):
+    """The IRIS alerts of Wazuh alert ref: their reference is <manager.name>:<Wazuh id> (docs/forwarder.md)."""
     data = iris_get(host, key, f"/alerts/filter?source_reference={ref}&per_page=50")
-    return [a for a in data["alerts"] if a["alert_source_ref"] == ref]
+    return [a for a in data["alerts"] if a["alert_source_ref"] == f"lab-wazuh:{ref}"]
 
 
 def test_iris_answers_the_manager_over_verified_tls(host, iris_host, admin_key):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "_shared"))
+import lab_checks
 from lab_checks import append_alerts, wait_for
 
 OSSEC = "/var/ossec"
@@ -29,14 +30,7 @@ PACKAGES = {"iris_forwarder": FILES / "integrations" / "iris_forwarder", "socsta
 BEGIN = "<!-- BEGIN socstack.wazuh_iris.wazuh_iris - DFIR-IRIS forwarder -->"
 END = "<!-- END socstack.wazuh_iris.wazuh_iris - DFIR-IRIS forwarder -->"
 OUTAGE_ALERTS = 50
-
-# Runs inside the container: GET one IRIS API path with the test CA, print the JSON `data`.
-IRIS_GET = """
-import json, ssl, sys, urllib.request
-ctx = ssl.create_default_context(cafile=sys.argv[2])
-req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.stdin.read().strip()})
-print(json.dumps(json.load(urllib.request.urlopen(req, context=ctx, timeout=10))["data"]))
-"""
+NODE = "wazuh-iris-manager"  # manager.name: IRIS keeps the alerts as <node>:<Wazuh id>
 
 
 @pytest.fixture(scope="module")
@@ -45,23 +39,16 @@ def settings(host):
 
 
 def iris_get(host, settings, path):
-    """`data` of a GET on the emulated IRIS, asked from inside the container (key on stdin)."""
-    url = f"https://127.0.0.1:{settings['molecule_iris_port']}{path}"
-    ca = f"{settings['molecule_emulator_dir']}/ca.pem"
-    result = host.run(f"printf %s '{settings['molecule_iris_admin_key']}' | python3 -c '{IRIS_GET}' '{url}' {ca}")
-    assert result.rc == 0, result.stderr
-    return json.loads(result.stdout)
+    """`data` of a GET on the emulated IRIS, asked from inside the container."""
+    return lab_checks.iris_get(host, f"https://127.0.0.1:{settings['molecule_iris_port']}{path}",
+                               f"{settings['molecule_emulator_dir']}/ca.pem", settings["molecule_iris_admin_key"])
 
 
 def iris_alerts(host, settings, ref_part):
     """Every IRIS alert whose alert_source_ref contains ref_part (all pages)."""
-    found, page = [], 1
-    while True:
-        data = iris_get(host, settings, f"/alerts/filter?source_reference={ref_part}&per_page=100&page={page}")
-        found += data["alerts"]
-        if not data.get("next_page"):
-            return found
-        page += 1
+    return lab_checks.iris_alerts(host, f"https://127.0.0.1:{settings['molecule_iris_port']}",
+                                  f"{settings['molecule_emulator_dir']}/ca.pem", settings["molecule_iris_admin_key"],
+                                  ref_part)
 
 
 def customer_id(host, settings):
@@ -75,8 +62,8 @@ def wazuh_alert(alert_id, level=10):
         "rule": {"level": level, "description": "sshd: brute force trying to get access to the system.",
                  "id": "5712", "groups": ["syslog", "sshd", "authentication_failures"],
                  "mitre": {"id": ["T1110"], "tactic": ["Credential Access"], "technique": ["Brute Force"]}},
-        "agent": {"id": "000", "name": "wazuh-iris-manager"},
-        "manager": {"name": "wazuh-iris-manager"},
+        "agent": {"id": "000", "name": NODE},
+        "manager": {"name": NODE},
         "id": alert_id,
         "full_log": "sshd[17584]: Invalid user paco from 172.17.1.1 port 56404",
         "location": "/var/log/secure",
@@ -203,8 +190,8 @@ def test_replay_timer_enabled_and_service_hardened(host):
 def test_alert_reaches_iris_with_customer_severity_and_tags(host, settings):
     ref = f"molecule-{uuid.uuid4().hex}"
     append_alerts(host, [wazuh_alert(f"{ref}-low", level=3), wazuh_alert(ref)])
-    (alert,) = wait_for("the alert in IRIS",
-                        lambda: [a for a in iris_alerts(host, settings, ref) if a["alert_source_ref"] == ref])
+    (alert,) = wait_for("the alert in IRIS", lambda: [a for a in iris_alerts(host, settings, ref)
+                                                      if a["alert_source_ref"] == f"{NODE}:{ref}"])
     assert alert["alert_customer_id"] == customer_id(host, settings)
     severities = {s["severity_id"]: s["severity_name"] for s in iris_get(host, settings, "/manage/severities/list")}
     assert severities[alert["alert_severity_id"]] == "High"  # level 10, resolved by name
@@ -214,7 +201,7 @@ def test_alert_reaches_iris_with_customer_severity_and_tags(host, settings):
     assert {"wazuh", "rule:5712", "agent:wazuh-iris-manager", "T1110", "lab", "molecule", "ai-pending"} <= set(tags)
     assert alert["alert_source_link"] == f"https://wazuh.lab/app/threat-hunting?tab=events&alert={ref}"
     # the level-3 alert came first and was filtered out by <level>7</level>
-    assert [a["alert_source_ref"] for a in iris_alerts(host, settings, ref)] == [ref]
+    assert [a["alert_source_ref"] for a in iris_alerts(host, settings, ref)] == [f"{NODE}:{ref}"]
 
 
 def test_outage_spools_and_replay_delivers_each_alert_once(host, settings):
@@ -239,4 +226,4 @@ def test_outage_spools_and_replay_delivers_each_alert_once(host, settings):
     assert spooled(host) == 0
     refs = [a["alert_source_ref"] for a in iris_alerts(host, settings, ref)]
     assert len(refs) == OUTAGE_ALERTS
-    assert sorted(refs) == [f"{ref}-{n:03d}" for n in range(OUTAGE_ALERTS)]
+    assert sorted(refs) == [f"{NODE}:{ref}-{n:03d}" for n in range(OUTAGE_ALERTS)]
