@@ -80,8 +80,11 @@ def ref_of(alert):
 def delivered(iris, alert):
     """The IRIS alert made from a Wazuh alert, polled until it is there."""
     ref = ref_of(alert)
-    (found,) = wait_for(f"alert {ref} in IRIS", lambda: [a for a in iris.alerts(alert["id"])
-                                                          if a["alert_source_ref"] == ref])
+
+    def matching():
+        return [a for a in iris.alerts(alert["id"]) if a["alert_source_ref"] == ref]
+
+    (found,) = wait_for(f"alert {ref} in IRIS", matching)
     return found
 
 
@@ -126,7 +129,7 @@ def test_each_alert_lands_in_its_customer(customers, iris):
         # the label is tried before the routes
         (wazuh_alert("tenants-master", 1004, {"id": "012", "name": "web-08", "labels": {"customer": "Acme"}}), "Acme"),
     ]
-    append_alerts(on_master, [alert for alert, _ in sent])
+    append_alerts(on_master, [alert for alert, _customer in sent])
     on_worker = (wazuh_alert("tenants-worker", 1005, {"id": "022", "name": "web-12"}), "Globex")
     append_alerts(manager("tenants-worker"), [on_worker[0]])
     for alert, customer in [*sent, on_worker]:
@@ -143,13 +146,13 @@ def test_same_wazuh_id_from_both_nodes_both_arrive(customers, iris):
     append_alerts(manager("tenants-worker"), [worker_alert])
     from_master, from_worker = delivered(iris, master_alert), delivered(iris, worker_alert)
     assert from_master["alert_id"] != from_worker["alert_id"]
-    assert (from_master["alert_customer_id"], from_worker["alert_customer_id"]) == (customers["Acme"],
-                                                                                     customers["Globex"])
+    expected = (customers["Acme"], customers["Globex"])
+    assert (from_master["alert_customer_id"], from_worker["alert_customer_id"]) == expected
     assert from_master["alert_title"] == "sshd: brute force trying to get access to the system. (db-02)"
     assert from_worker["alert_title"] == "Multiple web server 400 error codes from same source ip. (web-09)"
-    assert sorted(a["alert_source_ref"] for a in iris.alerts(master_alert["id"])
-                  if a["alert_source_ref"].endswith(f":{master_alert['id']}")) == [ref_of(master_alert),
-                                                                                  ref_of(worker_alert)]
+    same_id = [a["alert_source_ref"] for a in iris.alerts(master_alert["id"])
+               if a["alert_source_ref"].endswith(f":{master_alert['id']}")]
+    assert sorted(same_id) == [ref_of(master_alert), ref_of(worker_alert)]
 
 
 @pytest.mark.parametrize(("node", "reason"), [
