@@ -45,8 +45,10 @@ def run(collection_root, emu):
                 stack.enter_context(mock.patch.object(basic, "_ANSIBLE_PROFILE", "legacy"))
             for name in ("_global_warnings", "_global_deprecations"):  # a dict from 2.19 on, a list before
                 held = getattr(warnings, name, None)
-                if held is not None:
-                    stack.enter_context(mock.patch.object(warnings, name, type(held)()))
+                if isinstance(held, dict):  # emptied in place: other modules may hold the same object
+                    stack.enter_context(mock.patch.dict(held, clear=True))
+                elif isinstance(held, list):
+                    stack.enter_context(mock.patch.object(warnings, name, []))
             stack.enter_context(contextlib.redirect_stdout(printed))
             stack.enter_context(pytest.raises(SystemExit))
             module.main()
