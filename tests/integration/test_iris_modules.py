@@ -43,6 +43,11 @@ def run(collection_root, emu):
                                                   json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()))
             if hasattr(basic, "_ANSIBLE_PROFILE"):  # ansible-core 2.19 and later
                 stack.enter_context(mock.patch.object(basic, "_ANSIBLE_PROFILE", "legacy"))
+                # A module runs in a process of its own; once a test in this process has imported controller
+                # code, warn() would go to the controller's display instead of the module result.
+                from ansible.module_utils import _internal
+
+                stack.enter_context(mock.patch.object(_internal, "is_controller", False))
             for name in ("_global_warnings", "_global_deprecations"):  # a dict from 2.19 on, a list before
                 held = getattr(warnings, name, None)
                 if isinstance(held, dict):  # emptied in place: other modules may hold the same object
