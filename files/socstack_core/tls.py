@@ -33,12 +33,6 @@ class TlsConfigError(ValueError):
     """The TLS set-up itself is wrong (an unreadable or invalid CA file)."""
 
 
-def _errors():
-    """(SSLError, SSLZeroReturnError, SSLEOFError, SSLCertVerificationError) of the layer in use."""
-    module = _ssl if _FAST and not force_public_module else __import__("ssl")
-    return (module.SSLError, module.SSLZeroReturnError, module.SSLEOFError, module.SSLCertVerificationError)
-
-
 def default_verify_paths():
     """(cafile, capath) OpenSSL uses by default, environment applied (as ssl.get_default_verify_paths)."""
     env_file, cafile, env_dir, capath = _ssl.get_default_verify_paths()
@@ -168,8 +162,3 @@ def client_context(ca_file=None, verify=True):
 def verify_message(exc):
     """OpenSSL's reason when exc is a certificate verification failure, else None."""
     return getattr(exc, "verify_message", None) or None
-
-
-def errors():
-    """The exception classes of the TLS layer in use (for callers that must tell them apart)."""
-    return _errors()

@@ -135,9 +135,9 @@ def run_alert(args, options, log):
         return _without_spool(run, item, exc, blocked)
     faults.point("alert:spooled")
     try:
-        if backlog:
-            spool.trim()
         if blocked is not None:
+            if backlog:
+                spool.trim()  # no drain follows to keep the spool within its bound
             return exit_code_for(run, item, blocked)
         if backlog:
             stop = _drain_first(run, started, held)

@@ -22,7 +22,7 @@ from socstack_core import faults
 
 from . import iris
 from .iris import AUTH, CONFIG, ITEM_ERROR, REJECTED, UNAVAILABLE, Failure
-from .settings import EXIT_CONFIG, EXIT_OK, EXIT_REJECTED, EXIT_SPOOLED, EXIT_STORAGE
+from .settings import EXIT_CONFIG, EXIT_REJECTED, EXIT_SPOOLED
 
 MAX_BACKOFF = 3600
 
@@ -40,10 +40,11 @@ class Run:
         self.client = client
         self.spool = spool
         self.cache_file = f"{options['state_dir']}/lookups.json"
+        self.customers_file = f"{options['state_dir']}/customers.json"
 
     def send(self, item):
         return iris.send(self.client, item, self.cache_file, self.options["cache_ttl"], self.log,
-                         customers=self.options["customers"])
+                         customers=self.options["customers"], customers_file=self.customers_file)
 
     def outage(self, failure):
         if failure.kind == UNAVAILABLE and self.options["outage_backoff"]:
@@ -211,7 +212,3 @@ def exit_code_for(run, item, failure):
     what = "IRIS may have it; it is looked up before any resend" if failure.ambiguous else "IRIS did not take it"
     run.log.error(f"alert {ref} kept in the spool: {what}: {failure.reason}")
     return EXIT_SPOOLED
-
-
-__all__ = ["EXIT_OK", "EXIT_STORAGE", "Run", "StorageError", "attempt", "drain", "exit_code_for", "in_window",
-           "marked", "settle"]

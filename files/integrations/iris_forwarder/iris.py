@@ -240,14 +240,14 @@ def resolve_customer(client, name, known, *, cache_file, ttl, log):
 
 
 # ---------------------------------------------------------------------------------------- alerts
-def send(client, item, cache_file, ttl, log, *, customers=None):
+def send(client, item, cache_file, ttl, log, *, customers=None, customers_file=None):
     """Create the alert in IRIS; returns the new alert id or raises Failure."""
     refresh = False
     routed = item.get("customer")
     extra = {}
     if routed:
         extra["alert_customer_id"] = resolve_customer(client, routed, customers or {}, ttl=ttl, log=log,
-                                                      cache_file=cache_file.replace("lookups.json", "customers.json"))
+                                                      cache_file=customers_file)
     while True:
         severity_id, status_id = resolve_ids(client, item["severity"], item["status"], cache_file=cache_file,
                                              ttl=ttl, log=log, refresh=refresh)
