@@ -1,4 +1,4 @@
-"""Helpers the testinfra checks of the Wazuh-side scenarios share (wazuh_manager, stack, tenants).
+"""Helpers the testinfra checks of the Wazuh-side scenarios share (wazuh_iris, stack, tenants).
 
 Imported by the scenarios' tests through sys.path (molecule/_shared is not a package).
 """
