@@ -15,9 +15,12 @@ Copied behaviour (facts from /work/shared/reference/opencti.md, section numbers 
   indicators, `stixCoreRelationships(first, toTypes, fromTypes, relationship_type)` [§3, §6];
   `hashes` only on StixFile (inline fragment) [§3]; entity types and GraphQL type names [§4].
 - Indicator fields with `confidence`, `x_opencti_score` and `valid_until` allowed to be null [§5].
+- `Query.me: MeUser!` with `MeUser.name: String!` (opencti-schema 6.4.5 and 6.9.8, `type Query`,
+  `type MeUser`): the preflight's query; `user_name` is the name answered.
 
 Assumptions (not in the reference): a wrong token is answered with HTTP 200 and an
-`AUTH_REQUIRED` error in `errors[]`; filter operators other than `eq` are refused by the emulator.
+`AUTH_REQUIRED` error in `errors[]` ("You must be logged in to do this.", the answer OpenCTI issue
+#1653 shows for `me` without a session); filter operators other than `eq` are refused by the emulator.
 
 The emulator runs the GraphQL document it receives with a small executor (operation with
 variables, aliases, arguments, fragments and inline fragments); it does not validate against the
@@ -26,6 +29,9 @@ schema (the tests do that with graphql-core).
 Fault injection, each copying a real behaviour:
 - `fault = "graphql_errors"`: HTTP 200, `errors[]` with `error_message` and `extensions.code`
   FUNCTIONAL_ERROR, `data: null`: how OpenCTI reports business errors [§1].
+- `fault = "http_401"`, `"http_403"`: that status with `error_message` as a text/plain body, as a
+  reverse proxy or gateway in front of OpenCTI refuses a request (assumption: the reference has no
+  capture of such an answer; OpenCTI itself answers a bad token as above);
 - `fault = "http_500"`, `"not_json"` (an HTML page, as a proxy's error page), `"null_data"`,
   `"null_fields"` (the resolvers' fields null, as GraphQL nulls a failed field): the answers a client must
   check before reading `data` [§1: "Always check `errors` before reading `data`"].
@@ -33,6 +39,8 @@ Fault injection, each copying a real behaviour:
   wrong shape (a number where a string belongs, `1e999`, `NaN`); nullable fields and their types are
   those of the schema snapshots [§3, §5, `opencti-schema/`].
 - `delay` seconds before answering.
+- `tls_cert`, `tls_key`: serve HTTPS with that certificate (handshake in the connection's thread; a
+  client that refuses the certificate just gets the connection closed).
 
 Transport (`transport`), the HTTP framings a client meets in front of OpenCTI. The reference has no
 capture of OpenCTI's own transport; these copy HTTP/1.1 (RFC 9112) framing as issue 13 reports it
@@ -263,10 +271,17 @@ def _substitute(value, variables):
 class OpenCTIEmulator:
     """In-memory OpenCTI with indicators, observables and relationships, served over HTTP."""
 
-    def __init__(self, token="opencti-test-token", host="127.0.0.1", port=0):
+    def __init__(self, token="opencti-test-token", host="127.0.0.1", port=0, *, tls_cert=None, tls_key=None):
         if host != "127.0.0.1":
             raise ValueError("the emulator binds to 127.0.0.1 only")
         self.token = token
+        self.user_name = "wazuh-enrichment"
+        self.ssl_context = None
+        if tls_cert or tls_key:
+            import ssl  # only for HTTPS emulators
+
+            self.ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ssl_context.load_cert_chain(tls_cert, tls_key)
         self.host = host
         self.port = port
         self.lock = threading.RLock()
@@ -293,7 +308,7 @@ class OpenCTIEmulator:
 
     def start(self):
         """Serve in a daemon thread; returns self."""
-        self._server = ThreadingHTTPServer((self.host, self.port), _Handler)
+        self._server = _Server((self.host, self.port), _Handler)
         self._server.daemon_threads = True
         self._server.emulator = self
         self.port = self._server.server_address[1]
@@ -328,7 +343,7 @@ class OpenCTIEmulator:
 
     @property
     def url(self):
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
     @property
     def graphql_url(self):
@@ -536,6 +551,9 @@ class _Execution:
             if args.get("types"):
                 found = [o for o in found if o["entity_type"] in args["types"]]
             return connection("StixCyberObservable", found, args.get("first"))
+        if name == "me":
+            return {"__typename": "MeUser", "id": "88ec0c6a-13ce-5e39-b486-354fe4a7084f", "entity_type": "User",
+                    "name": self.emu.user_name}
         raise _invalid(f'Cannot query field "{name}" on type "Query".')
 
     def filtered(self, entities, group):
@@ -681,6 +699,30 @@ def group_matches(entity, group):
 # --------------------------------------------------------------------------- HTTP
 
 
+class _Server(ThreadingHTTPServer):
+    """Threaded HTTP server; with the emulator's TLS context, the handshake runs in the connection's thread."""
+
+    def finish_request(self, request, client_address):
+        context = self.emulator.ssl_context
+        if context is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(10)
+        try:
+            request = context.wrap_socket(request, server_side=True)
+        except OSError:  # the client refused the certificate (ssl.SSLError is an OSError)
+            return
+        try:
+            super().finish_request(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def handle_error(self, request, client_address):
+        """Quiet when a client hangs up; anything else is reported."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "OpenCTI-emulator"
@@ -754,6 +796,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not authorized:
             error = {"message": "You must be logged in to do this.", "extensions": {"code": "AUTH_REQUIRED"}}
             return self._send(200, {"errors": [error], "data": None})
+        if fault in ("http_401", "http_403"):
+            return self._send(int(fault[5:]), emu.error_message.encode(), "text/plain")
         if fault == "http_500":
             return self._send(500, b"Internal Server Error", "text/plain")
         if fault == "not_json":

@@ -36,10 +36,10 @@ def schema(request, shared_reference):
 
 
 def test_the_program_declares_its_documents():
-    assert oc.GRAPHQL_DOCUMENTS == (oc.LOOKUP_QUERY,)
+    assert oc.GRAPHQL_DOCUMENTS == (oc.LOOKUP_QUERY, oc.CHECK_QUERY)
 
 
-@pytest.mark.parametrize("document", oc.GRAPHQL_DOCUMENTS, ids=["lookup"])
+@pytest.mark.parametrize("document", oc.GRAPHQL_DOCUMENTS, ids=["lookup", "check"])
 def test_every_document_validates(schema, document):
     errors = graphql.validate(schema, graphql.parse(document))
     assert errors == [], [e.message for e in errors]
@@ -54,11 +54,13 @@ def test_variables_coerce_to_the_declared_types(schema, name):
 
 
 def test_validation_really_checks(schema):
-    """Control: the same machinery rejects the pre-5.12 filter type and an upper-case FilterMode."""
+    """Control: the same machinery rejects the pre-5.12 filter type, an upper-case FilterMode and a field
+    MeUser does not have."""
     old = "query { stixCyberObservables(filters: [{key: value, values: [\"x\"]}]) { edges { node { id } } } }"
     bad_enum = "query { indicators(filters: {mode: AND, filters: [], filterGroups: []}) { edges { node { id } } } }"
     assert graphql.validate(schema, graphql.parse(old))
     assert graphql.validate(schema, graphql.parse(bad_enum))
+    assert graphql.validate(schema, graphql.parse("query { me { username } }"))
 
 
 def test_hash_filter_key_is_the_one_opencti_maps():

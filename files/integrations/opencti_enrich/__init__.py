@@ -25,6 +25,9 @@ Exit codes:
     3  the alert file cannot be read or is not one JSON alert (alert_format must be json)
     4  an event could not be written to the Wazuh queue socket
     5  unexpected internal error (traceback in the log, token masked)
+    6  preflight (--check-options, --check-connection): our own set-up is not usable
+    7  preflight (--check-connection): OpenCTI could not be reached, or refused the check query
+The preflight checks (preflight.py) print one line per problem on stdout and write nothing else.
 Standard library only; Python 3.9 to 3.12 (Wazuh 4.13 embeds 3.10).
 """
 import sys
@@ -145,6 +148,10 @@ def main(argv=None):
     """Entry point; returns the exit code and never lets a traceback out (it goes to the log, masked)."""
     started = time.monotonic()
     argv = sys.argv if argv is None else argv
+    if len(argv) > 1 and argv[1].startswith("--check-"):
+        from .preflight import main as preflight_main  # noqa: PLC0415 -- only the role's checks
+
+        return preflight_main(argv)
     log = Log(PROG, OPTIONS["log_file"][1], masker=Masker())
     try:
         try:
@@ -153,8 +160,8 @@ def main(argv=None):
             log.error(str(exc))
             return EXIT_USAGE
         log.masker.add(args.api_key)
-        log.debug_enabled = args.debug
         options, problems = load_options(args.options_file)
+        log.debug_enabled = args.debug or options["debug"]
         log.set_path(options["log_file"])
         if args.timeout_note:
             log.warning(args.timeout_note)

@@ -8,8 +8,8 @@ from socstack_core import http, jsonio
 
 from .settings import USER_AGENT, LookupFailed, graphql_url, safe_url
 
-__all__ = ["GRAPHQL_DOCUMENTS", "LOOKUP_QUERY", "LookupFailed", "build_variables", "endpoint_for", "graphql_url",
-           "post", "safe_url", "stix_patterns", "stix_quote"]
+__all__ = ["CHECK_QUERY", "GRAPHQL_DOCUMENTS", "LOOKUP_QUERY", "LookupFailed", "build_variables", "endpoint_for",
+           "graphql_url", "post", "request_headers", "safe_url", "stix_patterns", "stix_quote"]
 
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 NESTED_FIRST = 5  # indicators / relationships fetched per observable
@@ -82,7 +82,10 @@ fragment RelatedEnd on StixCyberObservable {
   indicators(first: $nested) { edges { node { ...IndicatorDetails } } }
 }
 """
-GRAPHQL_DOCUMENTS = (LOOKUP_QUERY,)
+# The preflight's document (--check-connection): the cheapest query that needs a valid token.
+# Query.me: MeUser! and MeUser.name: String! (opencti-schema 6.4.5 and 6.9.8, type Query / type MeUser).
+CHECK_QUERY = "query WazuhOpenctiCheck { me { name } }"
+GRAPHQL_DOCUMENTS = (LOOKUP_QUERY, CHECK_QUERY)
 
 
 def stix_quote(value):
@@ -160,17 +163,21 @@ def _transport_failure(exc, endpoint, timeout):
     return f"cannot reach the OpenCTI API: {reason}"
 
 
-def post(endpoint, token, variables, timeout, deadline=None):
-    """POST the lookup; returns (HTTP status, body bytes). Raises LookupFailed."""
-    body = jsonio.dumps({"query": LOOKUP_QUERY, "variables": variables}, ensure_ascii=True).encode("ascii")
-    headers = {
+def request_headers(token):
+    """The headers of every request to OpenCTI (the token as a Bearer token)."""
+    return {
         "Authorization": f"Bearer {token}",
         "Content-Type": "application/json",
         "Accept": "application/json",
         "User-Agent": USER_AGENT,
     }
+
+
+def post(endpoint, token, variables, timeout, deadline=None):
+    """POST the lookup; returns (HTTP status, body bytes). Raises LookupFailed."""
+    body = jsonio.dumps({"query": LOOKUP_QUERY, "variables": variables}, ensure_ascii=True).encode("ascii")
     try:
-        response = http.request(endpoint, "POST", "", headers=headers, body=body, timeout=timeout,
+        response = http.request(endpoint, "POST", "", headers=request_headers(token), body=body, timeout=timeout,
                                 deadline=deadline, max_bytes=MAX_RESPONSE_BYTES)
     except http.TransportError as exc:
         raise LookupFailed(_transport_failure(exc, endpoint, timeout)) from None

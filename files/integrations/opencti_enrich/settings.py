@@ -3,7 +3,8 @@
     custom-opencti ALERT_FILE API_KEY HOOK_URL [debug [OPTIONS_FILE TIMEOUT RETRIES]] ['> /dev/null 2>&1']
 
 Every layout Wazuh 4.x uses is accepted (docs/opencti.md, "Command line"); the literal redirect
-element integratord appends, whole or split, is ignored.
+element integratord appends, whole or split, is ignored. The role's preflight checks have their
+own command lines (preflight.py): --check-options and --check-connection.
 """
 from socstack_core import options as opt
 
@@ -16,6 +17,8 @@ EXIT_USAGE = 2
 EXIT_BAD_ALERT = 3
 EXIT_QUEUE = 4
 EXIT_INTERNAL = 5
+EXIT_CONFIG = 6  # preflight: the options file, the URL, the token file or ca_file is not usable
+EXIT_CHECK_FAILED = 7  # preflight: OpenCTI could not be reached or refused the check query
 
 DEFAULT_TIMEOUT = 10
 MAX_TIMEOUT = 300
@@ -49,6 +52,8 @@ OPTIONS = {
     "verify_tls": (opt.boolean, True),
     "queue_socket": (_any_text, "/var/ossec/queue/sockets/queue"),
     "log_file": (_any_text, "logs/integrations.log"),
+    # true: debug logging, as integratord's "debug" argument (either one turns it on).
+    "debug": (opt.boolean, False),
 }
 
 
