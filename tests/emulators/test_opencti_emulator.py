@@ -242,3 +242,46 @@ def test_answer_hook_rewrites_the_answer(modes_emu):
 def test_emulator_binds_to_127_0_0_1_only():
     with pytest.raises(ValueError):
         OpenCTIEmulator(host="0.0.0.0")
+
+
+def test_me_answers_the_user_name_for_a_valid_token_only(emu):
+    query = "query WazuhOpenctiCheck { me { name __typename } }"
+    assert post(emu, query) == (200, {"data": {"me": {"name": "wazuh-enrichment", "__typename": "MeUser"}}})
+    status, answer = post(emu, query, token="nope")
+    assert status == 200 and answer["data"] is None
+    assert answer["errors"] == [{"message": "You must be logged in to do this.",
+                                 "extensions": {"code": "AUTH_REQUIRED"}}]
+    assert post(emu, "query { me { username } }")[0] == 400  # not a MeUser field
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_http_refusal_faults_answer_text(modes_emu, status):
+    modes_emu.fault = f"http_{status}"
+    modes_emu.error_message = "Refused by the gateway"
+    request = urllib.request.Request(modes_emu.graphql_url, b"{}", {"Authorization": f"Bearer {TOKEN}"}, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=5)
+    assert caught.value.code == status
+    assert caught.value.headers["Content-Type"] == "text/plain"
+    assert caught.value.read() == b"Refused by the gateway"
+
+
+def test_tls_mode_serves_https_with_the_given_certificate(certificates):
+    import ssl
+
+    emulator = OpenCTIEmulator(token=TOKEN, tls_cert=str(certificates / "srv.pem"),
+                               tls_key=str(certificates / "srv.key")).start()
+    try:
+        assert emulator.url.startswith("https://127.0.0.1:")
+        context = ssl.create_default_context(cafile=str(certificates / "ca.pem"))
+        body = json.dumps({"query": "query { me { name } }"}).encode()
+        request = urllib.request.Request(emulator.graphql_url, body, {"Authorization": f"Bearer {TOKEN}"},
+                                         method="POST")
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:
+            assert json.loads(response.read()) == {"data": {"me": {"name": "wazuh-enrichment"}}}
+        with pytest.raises(urllib.error.URLError):  # the system store does not hold the test CA
+            urllib.request.urlopen(request, timeout=5, context=ssl.create_default_context())
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:  # still serving
+            assert response.status == 200
+    finally:
+        emulator.stop()

@@ -1,5 +1,5 @@
 """The OpenCTI enrichment's preflight (--check-options, --check-connection) without a network, and the
-`debug` option. Exchanges with a server are in tests/integration/opencti/test_opencti_preflight.py.
+`debug` option. Exchanges with a server are in tests/integration/opencti/test_opencti_check_connection.py.
 """
 import io
 import json

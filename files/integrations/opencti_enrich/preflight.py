@@ -138,9 +138,11 @@ def transport_problem(exc, endpoint_url, where, timeout):
     if exc.timeout:
         return f"OpenCTI at {where} did not answer within {timeout} s"
     if exc.tls_verify:
-        return (f"TLS certificate of OpenCTI at {where} refused: {exc.tls_verify} "
-                "(ca_file must hold the CA that signed it, and the URL's host must be a name or address "
-                "the certificate is for)")
+        if "mismatch" in exc.tls_verify.lower():
+            hint = "the URL's host must be a name or address the certificate is issued for"
+        else:
+            hint = "ca_file must hold the CA that signed OpenCTI's certificate (without it, the system store is used)"
+        return f"TLS certificate of OpenCTI at {where} refused: {exc.tls_verify} ({hint})"
     reason = exc.reason
     if reason.startswith(endpoint_url + ": "):
         reason = reason[len(endpoint_url) + 2:]
@@ -156,14 +158,13 @@ def answer_problems(status, raw, where):
     except (ValueError, RecursionError):
         document = None
     errors = _graphql_errors(document)
+    text = "; ".join(errors) if errors else _one_line(raw.decode("utf-8", "replace")) or "(no text)"
     if status in (401, 403):
-        text = "; ".join(errors) if errors else _one_line(raw.decode("utf-8", "replace")) or "(no text)"
         return [f"OpenCTI at {where} refused the token: HTTP {status}: {text}"], None
-    if errors:
+    if errors and status in (200, 400):  # GraphQL answers its errors with 200, or 400 for validation (§1)
         return [f"OpenCTI at {where} returned a GraphQL error: {error}" for error in errors], None
     if status != 200:
-        return [f"OpenCTI at {where} answered HTTP {status}: "
-                f"{_one_line(raw.decode('utf-8', 'replace')) or '(no text)'}"], None
+        return [f"OpenCTI at {where} answered HTTP {status}: {text}"], None
     if not isinstance(document, dict):
         return [f"OpenCTI at {where} answered with something that is not JSON (is the URL the OpenCTI one?)"], None
     data = document.get("data")
