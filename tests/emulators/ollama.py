@@ -1,4 +1,4 @@
-"""Emulator of the Ollama HTTP API (``/api/generate``, ``/api/chat``, ``/api/tags``), for tests.
+"""Emulator of the Ollama HTTP API (``/api/generate``, ``/api/chat``, ``/api/tags``, ``/api/pull``), for tests.
 
 What it copies, from ../shared/reference/ai-triage.md ("Ollama HTTP API"): the request fields
 (``model``, ``prompt``/``messages``, ``stream``, ``system``, ``format``, ``options``); the non-streaming
@@ -8,9 +8,20 @@ load_duration, prompt_eval_count, eval_count, eval_duration``, durations in ns) 
 left at its default (true); ``/api/tags`` listing ``{name, model, size, digest, details}``; and a
 404 ``{"error": "model '…' not found"}`` for a model that is not pulled.
 
+``/api/pull`` is NOT in the reference: it follows Ollama's public API documentation (docs/api.md of
+ollama/ollama, "Pull a Model"): ``POST /api/pull {"model", "insecure"?, "stream"?}``; streamed (the
+default) it answers one JSON object per line, ``{"status": "pulling manifest"}``, then
+``{"status": "downloading <digest>", "digest", "total", "completed"}`` lines, then ``verifying sha256
+digest``, ``writing manifest``, ``removing any unused layers`` and ``{"status": "success"}``; with
+``"stream": false`` only ``{"status": "success"}``. The model is then listed by ``/api/tags``. The
+error line for a model the library lacks (``{"error": ...}`` after the manifest line) and its text are
+this emulator's choice, not a documented fact.
+
 Test-only knobs (not claims about Ollama): ``latency`` (seconds per generate/chat), ``failure_rate``
 with a deterministic ``seed`` (a failed call answers 500 ``{"error": ...}``), a ``responder`` that
-writes the answer text, and ``calls`` (every generate/chat request with its outcome).
+writes the answer text, and ``calls`` (every generate/chat request with its outcome); for pulls,
+``library`` (the models a pull can get; None: any), ``pull_delay`` (seconds between two status lines)
+and ``pulls`` (the model of every pull request).
 Standard library only. In a test it serves on 127.0.0.1, port 0 by default::
 
     emu = OllamaEmulator(models=["phi4-mini:latest"], latency=0.2, failure_rate=0.1, seed=7).start()
@@ -69,6 +80,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(self.rfile.read(length) or b"null")
         except ValueError:
             body = None
+        if self.path == "/api/pull" and isinstance(body, dict):
+            self._send_pull(body)
+            return
         if self.path not in ("/api/generate", "/api/chat"):
             self._send(404, {"error": "not found"})
             return
@@ -114,6 +128,30 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _send_pull(self, body):
+        """Status lines one by one (read until the connection closes), or one object when stream is false."""
+        emulator = self.server.emulator
+        model = str(body.get("model") or "")
+        lines = emulator.pull_lines(model)
+        if body.get("stream", True) is False:
+            final = lines[-1]
+            self._send(200 if "error" not in final else 500, final)  # 500 for an error: this emulator's choice
+            emulator.pulled(model, lines)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            for position, line in enumerate(lines):
+                if position and emulator.pull_delay:
+                    time.sleep(emulator.pull_delay)
+                self.wfile.write(json.dumps(line).encode() + b"\n")
+                self.wfile.flush()
+        except OSError:
+            return  # the client gave up (its deadline): like Ollama, the pull stops here
+        emulator.pulled(model, lines)
+
     def log_message(self, format, *args):
         """Silent: tests read emu.calls instead."""
 
@@ -123,8 +161,11 @@ class OllamaEmulator:
     changed while it runs; ``calls`` lists dicts ``{path, model, prompt, format, stream, failed}``."""
 
     def __init__(self, models=DEFAULT_MODELS, *, latency=0.0, failure_rate=0.0, seed=0, responder=None,
-                 host="127.0.0.1", port=0):
+                 host="127.0.0.1", port=0, library=None, pull_delay=0.0):
         self.models = list(models)
+        self.library = None if library is None else set(library)
+        self.pull_delay = pull_delay
+        self.pulls = []
         self.latency = latency
         self.failure_rate = failure_rate
         self.responder = responder or default_responder
@@ -162,6 +203,29 @@ class OllamaEmulator:
         family = name.split(":")[0]
         return {"name": name, "model": name, "size": 2_491_876_774, "digest": digest,
                 "details": {"format": "gguf", "family": family}}  # details' content is illustrative
+
+    def pull_lines(self, model):
+        """The status objects of a pull of model (api.md, "Pull a Model"); the last is success or an error."""
+        name = model if ":" in model else f"{model}:latest"
+        with self.lock:
+            self.pulls.append(model)
+        lines = [{"status": "pulling manifest"}]
+        if self.library is not None and model not in self.library and name not in self.library:
+            return [*lines, {"error": "pull model manifest: file does not exist"}]  # text: this emulator's choice
+        digest = "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+        total = 2_491_876_774
+        for completed in (0, total // 2, total):
+            lines.append({"status": f"downloading {digest}", "digest": digest, "total": total, "completed": completed})
+        return [*lines, {"status": "verifying sha256 digest"}, {"status": "writing manifest"},
+                {"status": "removing any unused layers"}, {"status": "success"}]
+
+    def pulled(self, model, lines):
+        """After the last line went out: the model is listed from now on."""
+        name = model if ":" in model else f"{model}:latest"
+        if lines[-1].get("status") == "success":
+            with self.lock:
+                if name not in self.models:
+                    self.models.append(name)
 
     def answer(self, path, body):
         """(status, non-streaming answer) for a generate or chat request."""

@@ -130,3 +130,48 @@ def test_the_command_line_refuses_bad_arguments(arguments):
     result = subprocess.run([sys.executable, str(Path(ollama_module.__file__)), "--port", "0", *arguments],
                             capture_output=True, text=True, timeout=20, check=False)
     assert result.returncode == 2 and "error:" in result.stderr
+
+
+def test_pull_streams_the_documented_status_lines_then_lists_the_model(ollama):
+    """api.md "Pull a Model": pulling manifest, downloading <digest> lines, verifying, writing, removing, success."""
+    status, content_type, body = call(ollama.url, "/api/pull", {"model": "llama3.2"})
+    lines = [json.loads(line) for line in body.splitlines()]
+    assert status == 200 and "ndjson" in content_type
+    assert lines[0] == {"status": "pulling manifest"}
+    downloads = [line for line in lines if line["status"].startswith("downloading ")]
+    assert downloads and all({"digest", "total", "completed"} <= line.keys() for line in downloads)
+    assert downloads[-1]["completed"] == downloads[-1]["total"]
+    assert [line["status"] for line in lines[-4:]] == ["verifying sha256 digest", "writing manifest",
+                                                       "removing any unused layers", "success"]
+    _status, _type, tags = call(ollama.url, "/api/tags")
+    assert "llama3.2:latest" in [m["name"] for m in json.loads(tags)["models"]]
+    assert ollama.pulls == ["llama3.2"]
+
+
+def test_pull_without_streaming_answers_one_success_object(ollama):
+    status, _type, body = call(ollama.url, "/api/pull", {"model": "qwen2.5:0.5b", "stream": False})
+    assert status == 200 and json.loads(body) == {"status": "success"}
+    _status, _type, tags = call(ollama.url, "/api/tags")
+    assert "qwen2.5:0.5b" in [m["name"] for m in json.loads(tags)["models"]]
+
+
+def test_pull_of_a_model_outside_the_library_ends_with_an_error_line():
+    emulator = OllamaEmulator(models=[], library=["phi4-mini:latest"]).start()
+    try:
+        status, _type, body = call(emulator.url, "/api/pull", {"model": "no-such-model:1b"})
+        lines = [json.loads(line) for line in body.splitlines()]
+        assert status == 200 and lines[0] == {"status": "pulling manifest"} and "error" in lines[-1]
+        assert call(emulator.url, "/api/tags")[2] == '{"models": []}'
+    finally:
+        emulator.stop()
+
+
+def test_pull_lines_come_one_by_one_with_the_delay():
+    emulator = OllamaEmulator(models=[], pull_delay=0.05).start()
+    try:
+        started = time.monotonic()
+        status, _type, body = call(emulator.url, "/api/pull", {"model": "phi4-mini:latest"})
+        assert status == 200 and len(body.splitlines()) >= 8
+        assert time.monotonic() - started >= 0.05 * (len(body.splitlines()) - 1)
+    finally:
+        emulator.stop()

@@ -29,6 +29,7 @@ from .tags import (
     join_tags,
     split_tags,
     tag_value,
+    with_claim,
     with_tag_value,
     without_claims,
 )
@@ -115,7 +116,7 @@ class Claims:
             tags = with_tag_value(tags, ROUND_PREFIX, secrets.token_hex(4))
         # Rounded up: a stamp can only make the claim look younger to others, never older than it is.
         token = ClaimToken(self.config.instance, math.ceil(self.clock.wall()), secrets.token_hex(4))
-        tags = [*without_claims(tags), token.tag()]
+        tags = with_claim(tags, token)
         if not self.read_still_fresh(read_sent):
             self.log.info(f"alert {alert_id}: not claimed, more than {timeout:g}s since the read")
             return None
@@ -179,7 +180,8 @@ class Claims:
         self.heal(claim.alert_id, round_id)
 
     def rewrite(self, claim, change):
-        """Re-read the alert and replace its tags with change(tags minus claims), while our claim holds."""
+        """Re-read the alert and replace its tags with change(tags minus claims and ai-processing), while our
+        claim holds: every write after the claim ends it, so ai-processing goes with it."""
         current = self._reread(claim, "update")
         self.iris.set_tags(current, change(without_claims(split_tags(current.get("alert_tags")))))
 

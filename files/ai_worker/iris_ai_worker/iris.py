@@ -20,10 +20,11 @@ ALREADY_DELETED = "You are not allowed to delete this comment"
 class ServiceError(Exception):
     """An HTTP call to IRIS or Ollama failed; the message never holds a credential."""
 
-    def __init__(self, message, status=None, server_message=None):
+    def __init__(self, message, status=None, server_message=None, transport=None):
         super().__init__(message)
         self.status = status
         self.server_message = server_message
+        self.transport = transport  # the socstack_core.http.TransportError when no answer came at all
 
 
 def server_time(date_header):
@@ -45,7 +46,7 @@ def json_request(endpoint, method, path, *, body, timeout, what, headers=None):
     try:
         response = http.request(endpoint, method, path, headers=headers, body=data, timeout=timeout)
     except http.TransportError as exc:
-        raise ServiceError(f"{what}: {exc.reason}") from None
+        raise ServiceError(f"{what}: {exc.reason}", transport=exc) from None
     try:
         return response, (loads(response.body) if response.body else None)
     except (ValueError, RecursionError):
@@ -75,6 +76,19 @@ class IrisClient:
         message = payload.get("message") if isinstance(payload, dict) else None
         raise ServiceError(f"{what}: HTTP {response.status} {short(message or 'non-JSON answer', 160)}",
                            status=response.status, server_message=message)
+
+    def ping(self):
+        """GET /api/ping: any valid key may call it (the preflight's first check)."""
+        return self._call("GET", "/api/ping")
+
+    def customers(self):
+        """GET /manage/customers/list: the customers the account is linked to (needs customers_read)."""
+        return self._call("GET", "/manage/customers/list") or []
+
+    def alerts_of_customer(self, customer_id):
+        """One alert id of the customer, as the account sees them: ``{total, alerts, ...}``."""
+        query = f"alert_customer_id={int(customer_id)}&page=1&per_page=1&fields=alert_id"
+        return self._call("GET", f"/alerts/filter?{query}") or {}
 
     def pending_page(self, page):
         query = (f"alert_tags={http.quote(TAG_PENDING)}&page={int(page)}&per_page={PAGE_SIZE}&sort=asc"

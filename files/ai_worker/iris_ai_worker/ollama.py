@@ -1,12 +1,14 @@
-"""Ollama's ``/api/generate`` (non-streaming) and ``/api/tags``, and the backoff while it is unavailable."""
+"""Ollama's ``/api/generate`` (non-streaming), ``/api/tags`` and ``/api/pull``; the backoff while Ollama is down."""
 import re
 import time
 
 from socstack_core import http
+from socstack_core.jsonio import dumps, loads
 
 from .iris import ServiceError, json_request
 from .prompt import ANALYSIS_SCHEMA, PROBE_PROMPT, SYSTEM_PROMPT, short
 
+PULL_MAX_BYTES = 64 * 1024 * 1024  # status lines of a long pull (about 100 bytes each)
 MODEL_NOT_FOUND_RE = re.compile(r"\bmodel\b.{0,300}\bnot found\b", re.IGNORECASE)
 
 
@@ -63,13 +65,48 @@ class OllamaClient:
             return payload
         raise ollama_error(status, payload)
 
-    def has_model(self):
+    def model_names(self):
+        """Names of the models Ollama has (``GET /api/tags``); ServiceError when it cannot tell."""
         status, payload = self._request("GET", "/api/tags", None, 10.0, "Ollama tags")
         if status != 200 or not isinstance(payload, dict):
             raise ServiceError(f"Ollama tags: HTTP {status}", status=status)
         models = [m for m in payload.get("models") or [] if isinstance(m, dict)]
-        names = {m.get("name") for m in models} | {m.get("model") for m in models}
+        return sorted({str(m.get(key)) for m in models for key in ("name", "model") if m.get(key)})
+
+    def has_model(self, names=None):
+        """Whether Ollama has the configured model (a name without a tag means ``:latest``)."""
+        names = self.model_names() if names is None else names
         return self.model in names or (":" not in self.model and f"{self.model}:latest" in names)
+
+    def pull(self, timeout):
+        """``POST /api/pull`` with streamed status lines, all read under ONE deadline of ``timeout`` seconds.
+
+        Returns the status objects in order; raises ServiceError (``transport`` set when no complete
+        answer came, e.g. the deadline ran out) or one naming Ollama's own error line.
+        """
+        body = dumps({"model": self.model, "stream": True}).encode("utf-8")
+        headers = {"Content-Type": "application/json", "Accept": "application/x-ndjson"}
+        try:
+            response = http.request(self.endpoint, "POST", "/api/pull", headers=headers, body=body, timeout=timeout,
+                                    max_bytes=PULL_MAX_BYTES)
+        except http.TransportError as exc:
+            raise ServiceError(f"Ollama pull: {exc.reason}", transport=exc) from None
+        statuses = []
+        for line in response.body.splitlines():
+            try:
+                item = loads(line) if line.strip() else None
+            except (ValueError, RecursionError):
+                item = None
+            if isinstance(item, dict):
+                statuses.append(item)
+        error = next((str(item["error"]) for item in statuses if item.get("error")), None)
+        if response.status != 200 or error:
+            raise ServiceError(f"Ollama pull: HTTP {response.status} {short(error or 'unexpected answer', 300)}",
+                               status=response.status, server_message=error)
+        if not statuses or statuses[-1].get("status") != "success":
+            last = statuses[-1].get("status") if statuses else "nothing"
+            raise ServiceError(f"Ollama pull: the answer ended with {short(str(last), 120)!r}, not 'success'")
+        return statuses
 
 
 class OllamaOutage:

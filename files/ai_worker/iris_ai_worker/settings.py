@@ -62,6 +62,7 @@ SCHEMA = {
     "AI_WORKER_CLAIM_TIMEOUT": (opt.number(0.05), 3.0),
     "AI_WORKER_OLLAMA_TIMEOUT": (opt.number(0.1), 120.0),
     "AI_WORKER_OLLAMA_FORMAT": (_one_of("schema", "json"), "schema"),
+    "AI_WORKER_PULL_TIMEOUT": (opt.number(1.0), 1800.0),
     "AI_WORKER_OLLAMA_BACKOFF_MIN": (opt.number(0.05), 5.0),
     "AI_WORKER_OLLAMA_BACKOFF_MAX": (opt.number(0.05), 300.0),
     "AI_WORKER_MAX_ATTEMPTS": (opt.integer(1), 3),
@@ -83,6 +84,9 @@ SCHEMA = {
     "AI_WORKER_MAX_PROMPT_CHARS": (opt.integer(1000), 12000),
     "AI_WORKER_LOG_LEVEL": (_log_level, "INFO"),
 }
+REQUIRED = ("IRIS_BASE_URL", "IRIS_BEARER", "OLLAMA_MODEL")
+# Set by systemd, not by the settings file: the instance (the unit's %i) and the state directory.
+FROM_SYSTEMD = ("AI_WORKER_INSTANCE", "STATE_DIRECTORY")
 # IRIS requests a claimed alert may need before its last write starts: read-back, comment list, the
 # re-read before the comment, the comment, the comment list that heals, the re-read before the final tags.
 WRITES_AFTER_CLAIM = 6
@@ -174,23 +178,36 @@ def _redact_patterns(raw):
     return tuple(patterns)
 
 
-def load_config(env=None):
-    """A Config from the environment (or a dict); ConfigError with a precise reason otherwise."""
-    env = dict(os.environ if env is None else env)
-    missing = [key for key in ("IRIS_BASE_URL", "IRIS_BEARER", "OLLAMA_MODEL") if not str(env.get(key, "")).strip()]
-    if missing:
-        raise ConfigError("missing required setting(s): " + ", ".join(missing))
-    raw, problems = opt.from_environment(env, SCHEMA)
-    if problems:
-        raise ConfigError("; ".join(problems))
-    name, index, count = _instance_identity(raw["AI_WORKER_INSTANCE"], raw["AI_WORKER_INSTANCES"])
+def _checked(problems, check, *args):
+    """check(*args), or None with its ConfigError added to problems."""
+    try:
+        return check(*args)
+    except ConfigError as exc:
+        problems.append(str(exc))
+        return None
+
+
+def config_problems(env):
+    """(Config or None, every problem of the settings in env, one line each): the strict check that
+    ``--check-options`` prints; load_config raises the same problems as one ConfigError."""
+    env = dict(env)
+    problems = [f"missing required setting {key}" for key in REQUIRED if not str(env.get(key, "")).strip()]
+    raw, found = opt.from_environment(env, SCHEMA)
+    problems += found
+    identity = _checked(problems, _instance_identity, raw["AI_WORKER_INSTANCE"], raw["AI_WORKER_INSTANCES"])
     ca_file = raw["AI_WORKER_CA_FILE"]
     if ca_file and not os.path.isfile(ca_file):
-        raise ConfigError(f"AI_WORKER_CA_FILE {ca_file} does not exist")
+        problems.append(f"AI_WORKER_CA_FILE {ca_file} does not exist")
+    iris_url = _checked(problems, _http_url, "IRIS_BASE_URL", raw["IRIS_BASE_URL"]) if raw["IRIS_BASE_URL"] else ""
+    ollama_url = _checked(problems, ollama_base_url, raw["OLLAMA_URL"])
+    patterns = _checked(problems, _redact_patterns, raw["AI_WORKER_REDACT_PATTERNS"])
+    if raw["AI_WORKER_OLLAMA_BACKOFF_MAX"] < raw["AI_WORKER_OLLAMA_BACKOFF_MIN"]:
+        problems.append("AI_WORKER_OLLAMA_BACKOFF_MAX must not be below AI_WORKER_OLLAMA_BACKOFF_MIN")
+    name, index, count = identity or ("ai-worker", 0, 1)
     config = Config({
-        "iris_url": _http_url("IRIS_BASE_URL", raw["IRIS_BASE_URL"]),
+        "iris_url": iris_url,
         "iris_bearer": raw["IRIS_BEARER"],
-        "ollama_url": ollama_base_url(raw["OLLAMA_URL"]),
+        "ollama_url": ollama_url,
         "ollama_model": raw["OLLAMA_MODEL"],
         "instance": name,
         "instance_index": index,
@@ -204,6 +221,7 @@ def load_config(env=None):
         "claim_timeout": raw["AI_WORKER_CLAIM_TIMEOUT"],
         "ollama_timeout": raw["AI_WORKER_OLLAMA_TIMEOUT"],
         "ollama_format": raw["AI_WORKER_OLLAMA_FORMAT"],
+        "pull_timeout": raw["AI_WORKER_PULL_TIMEOUT"],
         "backoff_min": raw["AI_WORKER_OLLAMA_BACKOFF_MIN"],
         "backoff_max": raw["AI_WORKER_OLLAMA_BACKOFF_MAX"],
         "max_attempts": raw["AI_WORKER_MAX_ATTEMPTS"],
@@ -218,19 +236,29 @@ def load_config(env=None):
         "customer_ids": raw["AI_WORKER_CUSTOMER_IDS"],
         "redact_emails": raw["AI_WORKER_REDACT_EMAILS"],
         "redact_ips": raw["AI_WORKER_REDACT_IPS"],
-        "redact_patterns": _redact_patterns(raw["AI_WORKER_REDACT_PATTERNS"]),
+        "redact_patterns": patterns or (),
         "state_dir": raw["AI_WORKER_STATE_DIR"] or raw["STATE_DIRECTORY"],
         "dedup_window": raw["AI_WORKER_DEDUP_WINDOW"],
         "max_prompt_chars": raw["AI_WORKER_MAX_PROMPT_CHARS"],
         "log_level": raw["AI_WORKER_LOG_LEVEL"],
     })
-    if config.backoff_max < config.backoff_min:
-        raise ConfigError("AI_WORKER_OLLAMA_BACKOFF_MAX must not be below AI_WORKER_OLLAMA_BACKOFF_MIN")
     needed = config.settle_seconds + config.ollama_timeout + WRITES_AFTER_CLAIM * config.iris_timeout
     if config.lease_seconds <= needed:
         minimum = needed + config.clock_skew + config.iris_timeout
-        raise ConfigError(
+        problems.append(
             f"AI_WORKER_CLAIM_TTL ({config.claim_ttl:g}s) is too short: it must exceed {minimum:g}s "
             f"(settle time + Ollama timeout + {WRITES_AFTER_CLAIM + 1} IRIS timeouts + clock skew)"
         )
+    return (None if problems else config), problems
+
+
+def load_config(env=None):
+    """A Config from the environment (or a dict); ConfigError with a precise reason otherwise."""
+    env = dict(os.environ if env is None else env)
+    missing = [key for key in REQUIRED if not str(env.get(key, "")).strip()]
+    if missing:
+        raise ConfigError("missing required setting(s): " + ", ".join(missing))
+    config, problems = config_problems(env)
+    if problems:
+        raise ConfigError("; ".join(problems))
     return config

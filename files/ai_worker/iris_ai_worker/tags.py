@@ -5,6 +5,9 @@ TAG_PENDING = "ai-pending"
 TAG_REVIEWED = "ai-reviewed"
 TAG_FAILED = "ai-failed"
 TAG_SKIPPED = "ai-skipped"
+# Present exactly while a claim is: written with the claim tag and removed with it, for IRIS filters
+# built on the published ai-pending -> ai-processing -> ai-reviewed workflow. The claim tag decides.
+TAG_PROCESSING = "ai-processing"
 CLAIM_PREFIX = "ai-claim:"
 ROUND_PREFIX = "ai-round:"
 ATTEMPTS_PREFIX = "ai-attempts:"
@@ -62,7 +65,13 @@ def claim_tags(tags):
 
 
 def without_claims(tags):
-    return [tag for tag in tags if not tag.startswith(CLAIM_PREFIX)]
+    """Tags without any claim, and without the ai-processing tag that goes with a claim."""
+    return [tag for tag in tags if not tag.startswith(CLAIM_PREFIX) and tag != TAG_PROCESSING]
+
+
+def with_claim(tags, token):
+    """Tags with token as the only claim, and ai-processing beside it."""
+    return [*without_claims(tags), TAG_PROCESSING, token.tag()]
 
 
 def tag_value(tags, prefix):
