@@ -14,7 +14,8 @@ Modules, one concern each, imported only when a run needs them:
 - graphql: the document, its variables, the request on socstack_core.http (one hard deadline);
 - answer: the answer read with every field's type checked, shared out per observable;
 - ranking: ranking, caps and the events;
-- wazuh_queue: the events as datagrams on analysisd's queue socket.
+- wazuh_queue: the events as datagrams on analysisd's queue socket;
+- preflight: the role's checks, --check-options and --check-connection (imported only by them).
 
 Time bound: the request ends by <timeout> seconds after the run started, and sending the events by
 QUEUE_GRACE seconds after that.
