@@ -19,8 +19,8 @@ workdir=${LAB_WORKDIR:-$here/build}
 min_free_mb=${LAB_MIN_FREE_MB:-3000}
 releases=("$@")
 [ ${#releases[@]} -gt 0 ] || releases=(bookworm trixie)
-# Packages a systemd test host needs (lab.md): systemd as PID 1, python for Ansible, sudo,
-# ss (iproute2) and ps (procps) for testinfra, CA certificates for TLS checks.
+# Packages a systemd test host needs (README.md, "Lab containers"): systemd as PID 1, python for
+# Ansible, sudo, ss (iproute2) and ps (procps) for testinfra, CA certificates for TLS checks.
 packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2,procps,gnupg
 
 say() { printf '[lab] %s\n' "$*"; }

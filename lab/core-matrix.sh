@@ -2,18 +2,29 @@
 # Checks the collection with one ansible-core release: `ansible-test sanity`, the module tests
 # (tests/integration/test_iris_modules.py and test_iris_client.py, against the IRIS emulator) and
 # `ansible-doc` of every module and role. `make test` runs it for the oldest release meta/runtime.yml
-# claims and for the newest on PyPI, each in its own virtualenv under .cache/venvs (made from PyPI
-# when missing or when this script's pins change).
+# claims and for the newest on PyPI. Each runs in a virtualenv under .cache/venvs: CORE_VENV names one
+# that is already made (`make core-matrix` passes the molecule virtualenv for the newest release, so it
+# is built once); without it the script makes .cache/venvs/core-VERSION from PyPI when missing or when
+# its pins change.
 #   lab/core-matrix.sh CORE_VERSION PYTHON      e.g. lab/core-matrix.sh 2.16 python3.11
+#   CORE_VENV=.cache/venvs/molecule lab/core-matrix.sh 2.21 python3.13
 set -euo pipefail
 core=${1:?usage: core-matrix.sh CORE_VERSION PYTHON}
 python=${2:?usage: core-matrix.sh CORE_VERSION PYTHON}
 root=$(cd "$(dirname "$0")/.." && pwd)
-venv=$root/.cache/venvs/core-$core
+venv=${CORE_VENV:-$root/.cache/venvs/core-$core}
 pins="ansible-core==$core.* pytest==8.* pyyaml"
 pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$pins $pyver" ]; then
+if [ -n "${CORE_VENV:-}" ]; then
+  have=$("$venv/bin/python" -c 'import ansible.release as r; print(r.__version__)' 2>/dev/null) \
+    || { echo "ERROR: CORE_VENV=$venv has no ansible-core (make molecule-venv builds it)" >&2; exit 1; }
+  case $have in
+    "$core".*) ;;
+    *) echo "ERROR: CORE_VENV=$venv has ansible-core $have, not $core" >&2; exit 1 ;;
+  esac
+  pyver=$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+elif [ "$(cat "$venv/.pins" 2>/dev/null)" != "$pins $pyver" ]; then
   echo "[core $core] virtualenv with $python ($pyver): $pins"
   rm -rf "$venv"
   "$python" -m venv "$venv"
