@@ -783,6 +783,8 @@ class IrisEmulator:
                 "last_update_date": customer["last_update_date"], "custom_attributes": None}
 
     def _customers_list(self, call):
+        # A non-administrator sees only the customers it is linked to: no transcript shows a non-admin's list;
+        # this follows the v2.4.20 source (get_client_list joins UserClient unless server_administrator).
         rows = [c for c in self.state["customers"] if self._has_client_access(call, c["customer_id"])]
         return _ok("", [self._dump_customer_row(c) for c in rows])
 

@@ -108,6 +108,17 @@ class Manager:
         """One replay (the timer's run) through main() in this process; returns the exit code."""
         return self.fw.main(self.replay_argv(**options))
 
+    def check_argv(self, **options):
+        """argv of --check-connection with an options file like the role's (hook_url and api_key_file in it)."""
+        base = {"hook_url": self.hook_url, "api_key_file": str(self.key_file)}
+        return ["x", "--check-connection", "--options", self.write_options(**dict(base, **options))]
+
+    def check(self, capsys, *extra, **options):
+        """One --check-connection through main() in this process: (exit code, stdout lines, stderr)."""
+        code = self.fw.main(self.check_argv(**options) + list(extra))
+        captured = capsys.readouterr()
+        return code, captured.out.splitlines(), captured.err
+
     def log(self):
         return self.log_file.read_text() if self.log_file.exists() else ""
 

@@ -8,7 +8,8 @@ comes precompiled from __pycache__) and calls run(). Modules, one concern each:
 - iris: the IRIS API client, what each answer means (Failure kinds), severity/status lookups;
 - spool: the files under state_dir (spool/, rejected/, locks, outage marker);
 - delivery: the state machine that sends, settles and drains (docs/forwarder.md, "Delivery");
-- this file: the two modes and the entry point.
+- preflight: --check-connection, which checks the configuration against IRIS and changes nothing;
+- this file: alert and replay mode, where the URL and key come from, and the entry point.
 
 Exit codes: 0 delivered (or nothing to do), 1 internal error, 2 IRIS unavailable or outcome unknown
 (alert kept in the spool), 3 bad alert input, 4 rejected by IRIS (kept in rejected/), 5 configuration
@@ -49,10 +50,12 @@ from .settings import (
     EXIT_STORAGE,
     OPTIONS,
     PROG,
+    KeyFileError,
     UsageError,
     default_options,
     load_options,
     parse_args,
+    read_api_key,
 )
 from .spool import Spool
 
@@ -88,13 +91,36 @@ def _without_spool(run, item, error, blocked):
     return EXIT_LOST
 
 
+def _credentials(args, options, log):
+    """(hook_url, API key) of this run: the options first, integratord's argv only when they are unset.
+
+    Raises KeyFileError when api_key_file is set but gives no key (the argv key is then NOT used: a
+    broken key file must be noticed, not papered over by an old <api_key>).
+    """
+    url = options["hook_url"] or args.hook_url
+    if options["api_key_file"]:
+        key = read_api_key(options["api_key_file"])
+        log.masker.add(key)
+        source = f"api_key_file {options['api_key_file']}"
+        if args.api_key:
+            source += " (the API_KEY argument is ignored)"
+    else:
+        key, source = args.api_key, "the API_KEY argument (no api_key_file option)"
+    log.debug(f"hook_url from {'the options' if options['hook_url'] else 'the HOOK_URL argument'}; "
+              f"API key from {source}")
+    return url, key
+
+
 def _client(args, options, log, deadline):
     """(Iris client, None) or (None, Failure saying why there is none)."""
-    url = args.hook_url or options["hook_url"]
-    if not args.api_key or not url:
-        return None, Failure(CONFIG, "no API key or hook_url was given")
     try:
-        return Iris(url, args.api_key, timeout=args.timeout, retries=args.retries, deadline=deadline,
+        url, key = _credentials(args, options, log)
+    except KeyFileError as exc:
+        return None, Failure(CONFIG, str(exc))
+    if not key or not url:
+        return None, Failure(CONFIG, "no API key or hook_url was given (set the options api_key_file and hook_url)")
+    try:
+        return Iris(url, key, timeout=args.timeout, retries=args.retries, deadline=deadline,
                     options=options, log=log), None
     except ValueError as exc:
         return None, Failure(CONFIG, f"bad configuration: {exc}")
@@ -178,14 +204,7 @@ def run_replay(args, options, log):
     if not options["hook_url"] or not options["api_key_file"]:
         log.error("replay needs the options hook_url and api_key_file; spooled alerts left in place")
         return EXIT_CONFIG
-    try:
-        with open(options["api_key_file"], encoding="utf-8") as handle:
-            api_key = handle.read().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        log.error(f"cannot read api_key_file {options['api_key_file']}: {type(exc).__name__}")
-        return EXIT_CONFIG
-    log.masker.add(api_key)
-    args.api_key, args.hook_url, args.timeout, args.retries = api_key, options["hook_url"], DEFAULT_TIMEOUT, 0
+    args.timeout, args.retries = DEFAULT_TIMEOUT, 0
     client, blocked = _client(args, options, log, started + options["replay_max_seconds"] + DEFAULT_TIMEOUT)
     if blocked is not None:
         log.error(blocked.reason)
@@ -234,9 +253,14 @@ def main(argv=None):
             return EXIT_CONFIG
         if args.check_options:
             return check_options(args.options_file)
+        if args.check_connection:
+            from .preflight import check_connection  # noqa: PLC0415 -- not loaded on the per-alert path
+
+            log.set_path(None)  # a check writes no file: its own lines go to stdout, a crash's to stderr
+            return check_connection(args.options_file, debug=args.debug, log=log)
         masker.add(args.api_key)
-        log.debug_enabled = args.debug
         options, problems = load_options(args.options_file)
+        log.debug_enabled = args.debug or options["debug"]
         log.set_path(options["log_file"])
         for problem in problems:
             log.warning(problem)

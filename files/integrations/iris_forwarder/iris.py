@@ -38,12 +38,13 @@ STALE_IDS = "stale-ids"  # IRIS does not know the severity/status id we sent: re
 class Failure(Exception):
     """An exchange with IRIS that did not succeed; kind says what to do with the alert."""
 
-    def __init__(self, kind, reason, ambiguous=False, retryable=False):
+    def __init__(self, kind, reason, ambiguous=False, retryable=False, tls_verify=None):
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
         self.ambiguous = ambiguous
         self.retryable = retryable
+        self.tls_verify = tls_verify  # OpenSSL's reason when IRIS's certificate was refused
 
 
 class Iris:
@@ -60,11 +61,11 @@ class Iris:
         self.retries = retries
         self.deadline = deadline
         self.log = log
-        self._warned = False
+        self.warned_tls = False  # the verify_tls: false warning was given (or is not wanted)
 
     def _exchange(self, method, target, body):
-        if self.endpoint.scheme == "https" and not self.endpoint.verify_tls and not self._warned:
-            self._warned = True
+        if self.endpoint.scheme == "https" and not self.endpoint.verify_tls and not self.warned_tls:
+            self.warned_tls = True
             self.log.warning("TLS certificate verification is OFF (verify_tls: false)")
         if self.deadline - time.monotonic() <= 0:
             raise Failure(UNAVAILABLE, "the run's overall deadline was reached")
@@ -77,7 +78,7 @@ class Iris:
                                     timeout=self.timeout, deadline=self.deadline, on_sending=on_sending)
         except http.TransportError as exc:
             if exc.tls_verify:
-                raise Failure(CONFIG, f"{exc.reason} (check ca_file)") from None
+                raise Failure(CONFIG, f"{exc.reason} (check ca_file)", tls_verify=exc.tls_verify) from None
             if exc.config:
                 raise Failure(CONFIG, exc.reason) from None
             raise Failure(UNAVAILABLE, exc.reason, ambiguous=exc.sent, retryable=exc.refused) from None
@@ -99,6 +100,7 @@ class Iris:
                 attempt += 1
                 self.log.debug(f"{failure.reason}; retry {attempt} of {self.retries}")
                 time.sleep(min(RETRY_PAUSE, max(0.0, self.deadline - time.monotonic())))
+        self.log.debug(f"{method} {target} -> HTTP {response.status} ({len(response.body)} bytes)")
         try:
             envelope = loads(response.body.decode("utf-8", "replace"))
         except (ValueError, RecursionError):
@@ -150,7 +152,7 @@ def get_data(client, target):
 
 
 # ------------------------------------------------------------------------------- severity / status
-def _fetch_lookups(client):
+def fetch_lookups(client):
     """Name -> id maps of IRIS' severities and alert statuses."""
     maps = {}
     for kind, target, prefix in (("severities", "/manage/severities/list", "severity"),
@@ -196,7 +198,7 @@ def resolve_ids(client, severity, status, *, cache_file, ttl, log, refresh=False
     """(severity_id, status_id) for the names, from the on-disk cache or IRIS. Raises Failure."""
     maps = None if refresh or ttl == 0 else _read_cache(cache_file, client.url, ttl)
     if maps is None or _find(maps["severities"], severity) is None or _find(maps["statuses"], status) is None:
-        maps = _fetch_lookups(client)
+        maps = fetch_lookups(client)
         _write_cache(cache_file, client.url, maps, log)
     ids = (_find(maps["severities"], severity), _find(maps["statuses"], status))
     for ident, name, kind, label, option in ((ids[0], severity, "severities", "severity", "severity_by_level"),

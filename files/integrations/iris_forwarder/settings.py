@@ -6,6 +6,11 @@ Alert mode (run by wazuh-integratord, cwd = the Wazuh home, e.g. /var/ossec):
 Replay mode (run by a systemd timer: drains the spool when no alert comes):
     custom-wazuh_iris.py --replay --options OPTIONS_FILE [--debug]
 Options check (the role's validate step): custom-wazuh_iris.py --check-options OPTIONS_FILE
+Connection check (preflight, changes nothing): custom-wazuh_iris.py --check-connection --options OPTIONS_FILE [--debug]
+
+The API key comes from the file the option api_key_file names, in every mode; integratord's API_KEY
+argument is used only when that option is unset (configurations written before the option existed).
+The same goes for hook_url: the option wins, the HOOK_URL argument is the fallback.
 """
 from socstack_core import options as opt
 
@@ -61,6 +66,7 @@ OPTIONS = {
     "log_file": (opt.text, "logs/integrations.log"),
     "hook_url": (opt.optional_text, None),
     "api_key_file": (opt.optional_text, None),
+    "debug": (opt.boolean, False),
     "cache_ttl": (opt.integer(0), 3600),
     "outage_backoff": (opt.integer(0), 30),
     "spool_max_files": (opt.integer(1), 2000),
@@ -92,7 +98,8 @@ class Args:
     """What the command line asked for."""
 
     def __init__(self, *, alert_file="", api_key="", hook_url="", debug=False, options_file="",
-                 timeout=DEFAULT_TIMEOUT, retries=DEFAULT_RETRIES, replay=False, check_options=False):
+                 timeout=DEFAULT_TIMEOUT, retries=DEFAULT_RETRIES, replay=False, check_options=False,
+                 check_connection=False):
         self.alert_file = alert_file
         self.api_key = api_key
         self.hook_url = hook_url
@@ -102,6 +109,7 @@ class Args:
         self.retries = retries
         self.replay = replay
         self.check_options = check_options
+        self.check_connection = check_connection
 
 
 SHIFT_HINT = " (an api_key or hook_url containing a space shifts every later argument)"
@@ -119,8 +127,8 @@ def _count_arg(value, name, default):
 def parse_args(argv):
     """Return Args for every layout Wazuh 4.x uses, or raise UsageError (argv values never logged)."""
     rest = list(argv[1:])
-    if rest and rest[0] == "--replay":
-        return _parse_replay_args(rest[1:])
+    if rest and rest[0] in ("--replay", "--check-connection"):
+        return _parse_option_args(rest[0], rest[1:])
     if rest and rest[0] == "--check-options":
         if len(rest) != 2:
             raise UsageError("--check-options takes one options file")
@@ -144,9 +152,10 @@ def parse_args(argv):
                 options_file=options_file, timeout=timeout, retries=retries)
 
 
-def _parse_replay_args(rest):
-    """Parse the arguments that follow --replay."""
-    args = Args(replay=True)
+def _parse_option_args(mode, rest):
+    """Parse the arguments that follow --replay or --check-connection."""
+    args = Args(replay=mode == "--replay", check_connection=mode == "--check-connection")
+    name = "replay mode" if args.replay else mode
     while rest:
         word = rest.pop(0)
         if word == "--debug":
@@ -156,7 +165,34 @@ def _parse_replay_args(rest):
         elif word.startswith("--options="):
             args.options_file = word.split("=", 1)[1]
         else:
-            raise UsageError("replay mode takes --options FILE and optionally --debug")
+            raise UsageError(f"{name} takes --options FILE and optionally --debug")
     if not args.options_file:
-        raise UsageError("replay mode needs --options FILE")
+        raise UsageError(f"{name} needs --options FILE")
     return args
+
+
+MAX_KEY_FILE_BYTES = 4096
+
+
+class KeyFileError(ValueError):
+    """The API key file cannot give a key; the message names the file, never its content."""
+
+
+def read_api_key(path):
+    """The API key held by the file path (surrounding white space removed). Raises KeyFileError."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_KEY_FILE_BYTES + 1)
+    except OSError as exc:
+        raise KeyFileError(f"cannot read api_key_file {path}: {exc.strerror or type(exc).__name__}") from None
+    if len(raw) > MAX_KEY_FILE_BYTES:
+        raise KeyFileError(f"api_key_file {path} is larger than {MAX_KEY_FILE_BYTES} bytes; it must hold the key alone")
+    try:
+        key = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise KeyFileError(f"api_key_file {path} is not UTF-8 text") from None
+    if not key:
+        raise KeyFileError(f"api_key_file {path} is empty")
+    if any(char.isspace() for char in key):
+        raise KeyFileError(f"api_key_file {path} holds more than one word; it must hold the key alone")
+    return key
