@@ -66,7 +66,8 @@ def test_instance_identity_and_settings_reach_the_process(host, instance):
     assert env["AI_WORKER_INSTANCE"] == str(instance)
     assert env["AI_WORKER_INSTANCES"] == "2"
     assert env["AI_WORKER_CA_FILE"] == "/etc/socstack-ai-worker/iris-ca.pem"
-    assert env["AI_WORKER_VERIFY_TLS"] == "true"
+    assert "AI_WORKER_VERIFY_TLS" not in env  # left at null: the program's own default (true) applies
+    assert env["AI_WORKER_POLL_SECONDS"] == "2"
     assert json.loads(env["AI_WORKER_REDACT_PATTERNS"]) == ["password=\\S+", 'token "[^"]*"', "cost \\$[0-9]+"]
     assert env["STATE_DIRECTORY"] == "/var/lib/socstack-ai-worker"
     assert host.process.get(pid=int(pid)).user == "socstack-ai-worker"
@@ -118,6 +119,7 @@ def test_pending_alert_is_triaged_exactly_once(host):
     assert "ai-reviewed" in tags(alert), f"not triaged within {TRIAGE_WAIT_SECONDS}s: {tags(alert)}"
     assert "ai-pending" not in tags(alert)
     assert not [tag for tag in tags(alert) if tag.startswith("ai-claim:")]
+    assert "ai-processing" not in tags(alert)  # written with the claim, removed with it
     comments = iris_get(host, f"/alerts/{alert['alert_id']}/comments/list")
     assert len(comments) == 1, comments
     assert alert["alert_owner_id"] is None
@@ -134,3 +136,28 @@ def test_worker_logs_go_to_the_journal_without_the_key(host):
         journal = host.run("journalctl --no-pager -u 'socstack-ai-worker@*'").stdout
     assert "polling every" in journal
     assert key not in journal
+
+
+def test_the_role_pulled_the_model_into_ollama(host):
+    """prepare started the emulated Ollama without the model; the role pulled it (POST /api/pull)."""
+    variables = host.ansible.get_variables()
+    result = host.run(f"python3 -c 'import json, urllib.request; print(json.dumps([m[\"name\"] for m in json.load("
+                      f"urllib.request.urlopen(\"http://127.0.0.1:{variables['molecule_ollama_port']}/api/tags\"))"
+                      f"[\"models\"]]))'")
+    assert result.rc == 0, result.stderr
+    assert variables["molecule_ollama_model"] in json.loads(result.stdout)
+
+
+def test_the_connection_check_passes_with_the_installed_settings(host):
+    with host.sudo():
+        result = host.run(f"/usr/local/lib/socstack-ai-worker/iris-ai-worker --check-connection --env-file {ENV_FILE}")
+    assert result.rc == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines and all(line.startswith("ok: ") for line in lines), lines
+    assert any("over verified TLS and accepts the API key" in line for line in lines)
+
+
+def test_the_settings_file_passes_the_programs_own_check(host):
+    with host.sudo():
+        result = host.run(f"/usr/local/lib/socstack-ai-worker/iris-ai-worker --check-options {ENV_FILE}")
+    assert result.rc == 0 and result.stdout == "", result.stdout

@@ -53,6 +53,28 @@ def delay_first_claim_write(alert_id, login, seconds):
     return hook
 
 
+def tags_when_commenting(stack, alert_id, seen):
+    """Hook: the alert's tags at the moment an analysis is about to be stored."""
+
+    def hook(phase, method, path, query, body, login):
+        if phase == "before" and method == "POST" and path == f"/alerts/{alert_id}/comments/add":
+            seen.append(stack.tags(alert_id))
+
+    return hook
+
+
+def test_ai_processing_is_written_with_the_claim_and_removed_with_it_on_release(stack):
+    """A claim adds ai-processing beside the claim tag; a release (stopping) removes both, keeps ai-pending."""
+    alert_id = stack.alert()
+    worker = stack.worker("wa")
+    claim = worker.claims.claim(alert_id)
+    tags = stack.tags(alert_id)
+    assert claim is not None and tags == ["wazuh", "ai-pending", tags[2], "ai-processing", claim.token.tag()]
+    worker.claims.release_if_mine(claim, "stopping")
+    tags = stack.tags(alert_id)
+    assert "ai-processing" not in tags and not worker_tags.claim_tags(tags) and "ai-pending" in tags
+
+
 @pytest.mark.parametrize("late_by", [0.0, 0.15, 0.3])
 def test_two_workers_that_read_the_same_free_alert_cannot_both_win(stack, late_by):
     """Both read 'free'; A's claim lands first, B's lands up to 0.6 x claim timeout later (server side)."""
@@ -60,9 +82,13 @@ def test_two_workers_that_read_the_same_free_alert_cannot_both_win(stack, late_b
     a, b = stack.worker("wa"), stack.worker("wb")
     stack.iris.add_hook(hold_reads_until_both_served(alert_id, {"wa", "wb"}))
     stack.iris.add_hook(delay_first_claim_write(alert_id, "wb", late_by))
+    during = []
+    stack.iris.add_hook(tags_when_commenting(stack, alert_id, during))
     run_together(a, b)
     analyses = stack.analyses(alert_id)
-    assert len(analyses) == 1
+    assert len(analyses) == 1  # two workers still never both process one alert
+    assert len(during) == 1 and "ai-processing" in during[0] and len(worker_tags.claim_tags(during[0])) == 1
+    assert "ai-processing" not in stack.tags(alert_id)
     assert stack.tags(alert_id) == ["wazuh", "ai-reviewed"]
     loser = "wb" if analyses[0]["user"]["user_login"] == "wa" else "wa"
     assert len(stack.updates_by(loser)) == 1  # the loser wrote its claim and nothing else

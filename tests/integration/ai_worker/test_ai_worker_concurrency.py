@@ -107,6 +107,28 @@ def clean_up(processes, logs, *emulators):
         emulator.stop()
 
 
+def processing_goes_with_the_claim(iris, violations):
+    """Hook: every tag write carries ai-processing exactly when it carries a claim, and every analysis is
+    posted while the alert shows ai-processing beside exactly one claim (seed-compatible tags)."""
+
+    def hook(phase, method, path, query, body, login):
+        if phase != "before" or method != "POST":
+            return
+        if path.startswith("/alerts/update/") and isinstance(body, dict) and "alert_tags" in body:
+            tags = worker_tags.split_tags(body["alert_tags"])
+            if bool(worker_tags.claim_tags(tags)) != (worker_tags.TAG_PROCESSING in tags):
+                violations.append(("write", login, path, tags))
+        elif path.endswith("/comments/add"):
+            alert_id = int(path.split("/")[2])
+            with iris.lock:  # the stored tag string only: dumping every alert here would slow the server down
+                raw = next(a["alert_tags"] for a in iris.state["alerts"] if a["alert_id"] == alert_id)
+            tags = worker_tags.split_tags(raw)
+            if worker_tags.TAG_PROCESSING not in tags or len(worker_tags.claim_tags(tags)) != 1:
+                violations.append(("comment", login, path, tags))
+
+    return hook
+
+
 def start_worker(tmp_path, n, env):
     log = (tmp_path / f"worker{n}.log").open("w")
     return subprocess.Popen([sys.executable, "-I", str(PROGRAM)], env=dict(os.environ, **env), stderr=log), log
@@ -143,6 +165,8 @@ def test_three_workers_one_killed_every_alert_gets_exactly_one_analysis(tmp_path
                     killed.set()
 
         iris.add_hook(kill_worker_2_after_its_comment_is_stored)
+        tag_violations = []
+        iris.add_hook(processing_goes_with_the_claim(iris, tag_violations))
         started = time.monotonic()
         for n in (1, 2, 3):
             env = dict(ENV, IRIS_BASE_URL=iris.url, IRIS_BEARER=keys[n], OLLAMA_URL=ollama.url,
@@ -174,6 +198,7 @@ def test_three_workers_one_killed_every_alert_gets_exactly_one_analysis(tmp_path
         for alert in iris.alerts():
             alert_id, tags = alert["alert_id"], worker_tags.split_tags(alert["alert_tags"])
             assert not [t for t in tags if t.startswith(("ai-claim:", "ai-round:"))], (alert_id, tags)
+            assert worker_tags.TAG_PROCESSING not in tags, (alert_id, tags)  # gone with the claim
             assert alert["alert_owner_id"] == before[alert_id]["alert_owner_id"], alert_id
             assert alert["alert_note"] == before[alert_id]["alert_note"], alert_id
             comments = iris.comments(alert_id)
@@ -197,6 +222,7 @@ def test_three_workers_one_killed_every_alert_gets_exactly_one_analysis(tmp_path
 
         authors = {c["user"]["user_login"] for a in iris.alerts() for c in iris.comments(a["alert_id"])}
         assert authors == {"w1", "w2", "w3"}
+        assert tag_violations == []
         lost = 0
         for n in (1, 2, 3):
             logs[n].close()
