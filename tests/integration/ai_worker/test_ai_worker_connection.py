@@ -63,8 +63,8 @@ def test_unreachable_iris_and_ollama_each_give_their_line(ai_stack, tmp_path):
     code, lines = run(tmp_path, **settings(ai_stack, IRIS_BASE_URL="http://127.0.0.1:9",
                                            OLLAMA_URL="http://127.0.0.1:9"))
     assert code == 1
-    assert [line.split(" is unreachable")[0] for line in lines] == ["problem: IRIS http://127.0.0.1:9",
-                                                                   "problem: Ollama http://127.0.0.1:9"]
+    expected = ["problem: IRIS http://127.0.0.1:9", "problem: Ollama http://127.0.0.1:9"]
+    assert [line.split(" is unreachable")[0] for line in lines] == expected
 
 
 def test_a_missing_model_is_a_problem_unless_it_is_about_to_be_pulled(ai_stack, tmp_path):
