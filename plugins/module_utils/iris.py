@@ -76,6 +76,25 @@ def permission_names(mask):
     return [name for name, bit in PERMISSIONS.items() if mask & bit]
 
 
+def permission_mask(names):
+    """OR of the bit values of the permissions ``names``."""
+    mask = 0
+    for name in names:
+        mask |= PERMISSIONS[name]
+    return mask
+
+
+def password_problems(password):
+    """What the IRIS password policy would reject in ``password`` (empty when it is acceptable)."""
+    problems = []
+    if len(password) < 12:
+        problems.append("at least 12 characters")
+    for pattern, need in ((r"[A-Z]", "an upper-case letter"), (r"[a-z]", "a lower-case letter"), (r"[0-9]", "a digit")):
+        if not re.search(pattern, password):
+            problems.append(need)
+    return problems
+
+
 def public_url(url):
     """``url`` without any user:password part, for messages."""
     parts = urlsplit(url)
@@ -169,10 +188,6 @@ class IrisClient:
         """GET ``path`` and return the envelope's data."""
         return self.request("GET", path, api_key=api_key)
 
-    def post(self, path, body=None):
-        """POST ``body`` (JSON) to ``path`` and return the envelope's data."""
-        return self.request("POST", path, body=body)
-
     def _unpack(self, where, status, raw):
         try:
             payload = json.loads(to_text(raw, errors="replace"))
@@ -256,10 +271,6 @@ class IrisClient:
                 return customer
         return None
 
-    def resolve_customers(self, names):
-        """{id: name as IRIS spells it} of the customers ``names`` (case-insensitive); fail on unknown ones."""
-        return _resolve(self.list_customers(), "customer", names)
-
     # -- groups ----------------------------------------------------------------------------------
 
     def list_groups(self):
@@ -273,10 +284,6 @@ class IrisClient:
             if (group.get("group_name") or "").lower() == wanted:
                 return group
         return None
-
-    def resolve_groups(self, names):
-        """{id: name as IRIS spells it} of the groups ``names`` (case-insensitive); fail on unknown ones."""
-        return _resolve(self.list_groups(), "group", names)
 
     # -- users -----------------------------------------------------------------------------------
 
@@ -295,15 +302,34 @@ class IrisClient:
         """The full record of one user (groups, customers, permissions)."""
         return self.get("/manage/users/%d" % user_id)
 
-    # -- alert lookups ---------------------------------------------------------------------------
+    def users_linked_to(self, customer_id):
+        """login -> (user id, customer ids) of every user linked to the customer ``customer_id``."""
+        links = {}
+        for entry in self.list_users():
+            user = self.get_user(entry["user_id"])
+            ids = [customer["customer_id"] for customer in user.get("user_customers") or []]
+            if customer_id in ids:
+                links[user["user_login"]] = (user["user_id"], ids)
+        return links
 
-    def severity_id(self, name):
-        """Id of the alert severity called ``name`` (ids differ between installs)."""
-        return next(iter(_resolve(self.get("/manage/severities/list") or [], "severity", [name])))
+    def membership(self, kind, names, current, login):
+        """(names as IRIS spells them, ids), both sorted, of the ``kind`` ("groups" or "customers") ``names``.
 
-    def status_id(self, name):
-        """Id of the alert status called ``name``."""
-        return next(iter(_resolve(self.get("/manage/alert-status/list") or [], "status", [name])))
+        Names are compared case-insensitively and ids differ between installs, so they are looked up;
+        an unknown name fails. IRIS replaces a user's membership as a whole and refuses an empty one, so
+        ``[]`` fails when the user ``login`` has a ``current`` (non-empty) membership.
+        """
+        if not names:
+            if current:
+                raise IrisError(
+                    "%s=[] cannot be applied to user %r: IRIS refuses an empty %s list, so a user's last %s "
+                    "cannot be removed (current: %s); give the set it should have, or remove the user"
+                    % (kind, login, kind, kind[:-1], ", ".join(current))
+                )
+            return [], []
+        rows = self.list_groups() if kind == "groups" else self.list_customers()
+        found = _resolve(rows, kind[:-1], names)
+        return sorted(found.values()), sorted(found)
 
 
 def _resolve(rows, kind, names):
@@ -322,6 +348,11 @@ def _resolve(rows, kind, names):
     return {row["%s_id" % kind]: row["%s_name" % kind] for row in found}
 
 
+def _changes(current, wanted):
+    """{option: wanted value} of the options whose value in the view ``wanted`` differs from ``current``."""
+    return {key: value for key, value in wanted.items() if current.get(key) != value}
+
+
 def iris_argument_spec():
     """The connection options every iris_* module takes (documented in the ``iris`` doc fragment)."""
     return dict(
@@ -334,13 +365,19 @@ def iris_argument_spec():
 
 
 class IrisModule(AnsibleModule):
-    """AnsibleModule with the IRIS connection options, a client and the before/after bookkeeping.
+    """AnsibleModule with the IRIS connection options, a client, and the shared present/absent logic.
 
-    A module subclasses it, sets ``module_spec`` and implements ``manage()``, which fills
-    ``self.before``/``self.after`` (None for "does not exist") and may add keys to ``self.result``.
+    A module subclasses it, sets ``module_spec`` (its own options) and ``resource`` (the result key
+    that returns the resource as it is after the run), and implements ``find``, ``present`` and
+    ``absent`` (or ``manage`` itself). They read the current state, build the wanted one and hand
+    both to :meth:`ensure` or :meth:`ensure_absent`, which decide whether to write, never write in
+    check mode, and record the change and the diff. A resource is described by a "view": a dict
+    keyed by option names, the same form for the current and the wanted state (None for "does not
+    exist"). Ids differ between IRIS installs, so resources are always found by name.
     """
 
     module_spec = {}
+    resource = None
 
     def __init__(self):
         spec = iris_argument_spec()
@@ -363,12 +400,35 @@ class IrisModule(AnsibleModule):
             self.fail_json(msg=problem.message)
 
     def manage(self):
-        """Bring IRIS to the wanted state; implemented by each module."""
+        """Find the resource, then make it present or absent as the ``state`` option says.
+
+        ``find()`` gives the id and the view of the resource (None, None when there is none); ``present``
+        and ``absent`` get that view and call :meth:`ensure` or :meth:`ensure_absent`. A module without a
+        ``state`` option overrides ``manage()`` itself.
+        """
+        self.result["id"], current = self.find()
+        if self.params["state"] == "absent":
+            self.absent(current)
+        else:
+            self.present(current)
+
+    def find(self):
+        """(id, view) of the resource the task names, or (None, None); implemented by each module."""
+        raise NotImplementedError
+
+    def present(self, current):
+        """Create or update the resource whose view is ``current`` (None: absent); implemented by each module."""
+        raise NotImplementedError
+
+    def absent(self, current):
+        """Delete the resource whose view is ``current`` (None: already absent); implemented by each module."""
         raise NotImplementedError
 
     def run(self):
-        """Run ``manage()`` and exit with changed, diff and the module's own results.
+        """Run ``manage()`` and exit with changed, the resource, the diff and the module's own results.
 
+        A failure reports the server's message (and HTTP status) with what the result holds so far;
+        ``changed`` is set only once all the writes of ``ensure``/``ensure_absent`` succeeded.
         ``fail_json`` is called outside the ``except`` block so that no traceback is ever attached.
         """
         problem = None
@@ -378,13 +438,62 @@ class IrisModule(AnsibleModule):
             problem = err
         if problem:
             self.fail_json(msg=problem.message, http_status=problem.status, **self.result)
-        self.result["changed"] = self.before != self.after or self.result["changed"]
+        if self.resource:
+            self.result[self.resource] = self.after or {}
         if self._diff:
             self.result["diff"] = {"before": self.before or {}, "after": self.after or {}}
         self.exit_json(**self.result)
 
-    def write(self, method, path, body=None):
-        """Send a state-changing request, except in check mode; returns the envelope data (None in check mode)."""
-        if self.check_mode:
-            return None
-        return self.client.request(method, path, body=body)
+    def wanted(self, current, options):
+        """A copy of the view ``current`` with each of ``options`` that the task gives set to its value.
+
+        An option left out (None) keeps the current value: only what the task names is managed.
+        """
+        wanted = dict(current)
+        for option in options:
+            if self.params[option] is not None:
+                wanted[option] = self.params[option]
+        return wanted
+
+    def ensure(self, current, wanted, create, update, *, force=False, created_with=None):
+        """Create the resource or update what differs; True when something is (or would be) written.
+
+        ``current`` is the view of the existing resource, None when there is none; ``wanted`` the view
+        the task asks for. When they are equal nothing is called, unless ``force`` says that a part
+        of the request cannot be compared (a password) and must be sent anyway.
+        ``create(wanted)`` returns the id of the new resource, which becomes ``result["id"]``.
+        ``update(changes, wanted)`` gets ``changes``, {option: wanted value} of the options that
+        differ, and sends at least those (IRIS resets some fields an update leaves out, so a module
+        may send more). ``created_with`` holds the values IRIS gives every resource it creates, whatever
+        the request says (a user is created active, in no group): right after ``create``, ``update``
+        gets the options whose wanted value differs from those.
+        In check mode neither is called: the change is only predicted, and the id of a resource that
+        would be created is None.
+        """
+        self.before, self.after = current, wanted
+        if current == wanted and not force:
+            return False
+        if current is None:
+            self.result["id"] = None
+            if not self.check_mode:
+                self.result["id"] = create(wanted)
+                rest = _changes(dict(wanted, **(created_with or {})), wanted)
+                if rest:
+                    update(rest, wanted)
+        elif not self.check_mode:
+            update(_changes(current, wanted), wanted)
+        self.result["changed"] = True
+        return True
+
+    def ensure_absent(self, current, delete):
+        """Delete the resource when it exists; True when it is (or would be) deleted.
+
+        ``current`` is the view of the existing resource or None. ``delete()`` is not called in
+        check mode. Refusals (IRIS would reject the deletion) belong before this call, so that they
+        fail in check mode too and before anything is written. ``result["id"]`` becomes None.
+        """
+        self.before, self.after = current, None
+        if current is not None and not self.check_mode:
+            delete()
+        self.result.update(changed=self.result["changed"] or current is not None, id=None)
+        return current is not None

@@ -111,13 +111,14 @@ class IrisApiKey(IrisModule):
         key = self.params["user_api_key"]
         state = self._key_state(key, user) if key else "missing"
         renew = self.params["rotate"] or state != "valid"
-        self.before = {"login": login, "api_key": state}
-        self.after = {"login": login, "api_key": "renewed" if renew else state}
         self.result.update(key_state=state, renewed=renew)
-        if renew:
-            renewed = self.write("POST", "/manage/users/renew-api-key/%d" % user["user_id"])
-            if renewed:
-                self.result["api_key"] = renewed["api_key"]
+        self.ensure({"login": login, "api_key": state}, {"login": login, "api_key": "renewed" if renew else state},
+                    create=None, update=lambda changes, wanted: self._renew(user["user_id"]))
+
+    def _renew(self, user_id):
+        renewed = self.client.request("POST", "/manage/users/renew-api-key/%d" % user_id)
+        if renewed:
+            self.result["api_key"] = renewed["api_key"]
 
     def _key_state(self, key, user):
         """"valid" or "rejected"; fails when the key works but belongs to someone else."""

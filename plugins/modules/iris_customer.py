@@ -95,18 +95,15 @@ unlinked_users:
 from ansible_collections.socstack.wazuh_iris.plugins.module_utils.iris import IrisError, IrisModule
 
 
-def _view(record):
-    """The customer fields this module manages, keyed by option name."""
-    return {
-        "name": record.get("customer_name"),
-        "description": record.get("customer_description"),
-        "sla": record.get("customer_sla"),
-    }
+def _body(wanted):
+    return {"customer_name": wanted["name"], "customer_description": wanted["description"],
+            "customer_sla": wanted["sla"]}
 
 
 class IrisCustomer(IrisModule):
     """Customer present/absent."""
 
+    resource = "customer"
     module_spec = dict(
         name=dict(type="str", required=True),
         description=dict(type="str"),
@@ -115,65 +112,49 @@ class IrisCustomer(IrisModule):
         force=dict(type="bool", default=False),
     )
 
-    def manage(self):
-        current = self.client.find_customer(self.params["name"])
-        self.before = _view(current) if current else None
-        self.result["id"] = current["customer_id"] if current else None
-        if self.params["state"] == "absent":
-            self.result["unlinked_users"] = []
-            if current:
-                self._delete(current["customer_id"])
-        else:
-            self._ensure(current)
-        self.result["customer"] = self.after or {}
+    def find(self):
+        record = self.client.find_customer(self.params["name"])
+        if record is None:
+            return None, None
+        view = {"name": record.get("customer_name"), "description": record.get("customer_description"),
+                "sla": record.get("customer_sla")}
+        return record["customer_id"], view
 
-    def _ensure(self, current):
-        wanted = dict(self.before or {"name": self.params["name"], "description": None, "sla": None})
-        for option in ("description", "sla"):
-            if self.params[option] is not None:
-                wanted[option] = self.params[option]
-        self.after = wanted
-        if wanted == self.before:
-            return
-        body = {"customer_name": wanted["name"], "customer_description": wanted["description"],
-                "customer_sla": wanted["sla"]}
-        if current is None:
-            created = self.write("POST", "/manage/customers/add", body)
-            self.result["id"] = created["customer_id"] if created else None
-        else:
-            self.write("POST", "/manage/customers/update/%d" % current["customer_id"], body)
+    def present(self, current):
+        wanted = self.wanted(current or {"name": self.params["name"], "description": None, "sla": None},
+                             ("description", "sla"))
+        self.ensure(current, wanted, self._create, self._update)
 
-    def _delete(self, customer_id):
-        """Unlink users (force) and delete; every refusal is decided before the first write."""
-        links = self._linked_users(customer_id)
+    def _create(self, wanted):
+        return self.client.request("POST", "/manage/customers/add", _body(wanted))["customer_id"]
+
+    def _update(self, changes, wanted):
+        self.client.request("POST", "/manage/customers/update/%d" % self.result["id"], _body(wanted))
+
+    def absent(self, current):
+        """Unlink the users (force) and delete; every refusal is decided before the first write."""
+        customer_id = self.result["id"]
+        self.result["unlinked_users"] = []
+        links = self.client.users_linked_to(customer_id) if current else {}
         if links and not self.params["force"]:
-            raise IrisError(
-                "customer %r is still linked to users: %s; unlink them (iris_user customers) or set force=true"
-                % (self.before["name"], ", ".join(sorted(links)))
-            )
+            raise IrisError("customer %r is still linked to users: %s; unlink them (iris_user customers) or set "
+                            "force=true" % (current["name"], ", ".join(sorted(links))))
         stranded = sorted(login for login, link in links.items() if link[1] == [customer_id])
         if stranded:
-            raise IrisError(
-                "customer %r is the only customer of users: %s, and IRIS cannot leave a user with no customer; "
-                "link them to another customer first (iris_user customers)" % (self.before["name"], ", ".join(stranded))
-            )
+            raise IrisError("customer %r is the only customer of users: %s, and IRIS cannot leave a user with no "
+                            "customer; link them to another customer first (iris_user customers)"
+                            % (current["name"], ", ".join(stranded)))
+        self.result["unlinked_users"] = sorted(links)
+        self.ensure_absent(current, lambda: self._delete(customer_id, links))
+
+    def _delete(self, customer_id, links):
+        """IRIS replaces a user's customers as a whole: each linked user gets its set without this one."""
         for login in sorted(links):
             user_id, ids = links[login]
             remaining = [i for i in ids if i != customer_id]
-            self.write("POST", "/manage/users/%d/customers/update" % user_id, {"customers_membership": remaining})
-        self.result["unlinked_users"] = sorted(links)
-        self.write("POST", "/manage/customers/delete/%d" % customer_id)
-        self.result["id"] = None
-
-    def _linked_users(self, customer_id):
-        """login -> (user id, customer ids) of every user linked to ``customer_id``."""
-        links = {}
-        for entry in self.client.list_users():
-            user = self.client.get_user(entry["user_id"])
-            ids = [c["customer_id"] for c in user.get("user_customers") or []]
-            if customer_id in ids:
-                links[user["user_login"]] = (user["user_id"], ids)
-        return links
+            self.client.request("POST", "/manage/users/%d/customers/update" % user_id,
+                                {"customers_membership": remaining})
+        self.client.request("POST", "/manage/customers/delete/%d" % customer_id)
 
 
 def main():

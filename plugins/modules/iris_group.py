@@ -104,25 +104,21 @@ from ansible_collections.socstack.wazuh_iris.plugins.module_utils.iris import (
     PERMISSIONS,
     IrisError,
     IrisModule,
+    permission_mask,
     permission_names,
 )
 
 
-def _mask(names):
-    """OR of the bit values of permission ``names``."""
-    mask = 0
-    for name in names:
-        mask |= PERMISSIONS[name]
-    return mask
-
-
-def _view(name, description, mask):
-    return {"name": name, "description": description, "permissions": permission_names(mask)}
+def _body(wanted):
+    """IRIS resets the permissions an update leaves out, so the full set always goes, as bit values."""
+    return {"group_name": wanted["name"], "group_description": wanted["description"],
+            "group_permissions": [PERMISSIONS[name] for name in wanted["permissions"]]}
 
 
 class IrisGroup(IrisModule):
     """Group present/absent."""
 
+    resource = "group"
     module_spec = dict(
         name=dict(type="str", required=True),
         description=dict(type="str"),
@@ -130,48 +126,35 @@ class IrisGroup(IrisModule):
         state=dict(type="str", choices=["present", "absent"], default="present"),
     )
 
-    def manage(self):
-        current = self.client.find_group(self.params["name"])
-        if current:
-            self.before = _view(current["group_name"], current.get("group_description"),
-                                current.get("group_permissions") or 0)
-        self.result["id"] = current["group_id"] if current else None
-        if self.params["state"] == "absent":
-            if current:
-                self.write("POST", "/manage/groups/delete/%d" % current["group_id"])
-                self.result["id"] = None
-        else:
-            self._ensure(current)
-        self.result["group"] = self.after or {}
+    def find(self):
+        record = self.client.find_group(self.params["name"])
+        if record is None:
+            return None, None
+        view = {"name": record["group_name"], "description": record.get("group_description"),
+                "permissions": permission_names(record.get("group_permissions") or 0)}
+        return record["group_id"], view
 
-    def _ensure(self, current):
+    def present(self, current):
         params = self.params
         if current is None and params["description"] is None:
             raise IrisError("description is required to create group %r (IRIS needs a group description)"
                             % params["name"])
-        if current is None:
-            name, description, mask = params["name"], params["description"], 0
-        else:
-            name, description = current["group_name"], current.get("group_description")
-            mask = current.get("group_permissions") or 0
-        if params["description"] is not None:
-            description = params["description"]
+        wanted = self.wanted(current or {"name": params["name"], "description": None, "permissions": []},
+                             ["description"])
         if params["permissions"] is not None:
-            mask = _mask(params["permissions"])
-        self.after = _view(name, description, mask)
-        self.result["permissions_mask"] = mask
-        if self.after == self.before:
-            return
-        body = {
-            "group_name": name,
-            "group_description": description,
-            "group_permissions": [bit for bit in PERMISSIONS.values() if mask & bit],
-        }
-        if current is None:
-            created = self.write("POST", "/manage/groups/add", body)
-            self.result["id"] = created["group_id"] if created else None
-        else:
-            self.write("POST", "/manage/groups/update/%d" % current["group_id"], body)
+            wanted["permissions"] = permission_names(permission_mask(params["permissions"]))
+        self.result["permissions_mask"] = permission_mask(wanted["permissions"])
+        self.ensure(current, wanted, self._create, self._update)
+
+    def _create(self, wanted):
+        return self.client.request("POST", "/manage/groups/add", _body(wanted))["group_id"]
+
+    def _update(self, changes, wanted):
+        self.client.request("POST", "/manage/groups/update/%d" % self.result["id"], _body(wanted))
+
+    def absent(self, current):
+        group_id = self.result["id"]
+        self.ensure_absent(current, lambda: self.client.request("POST", "/manage/groups/delete/%d" % group_id))
 
 
 def main():

@@ -151,164 +151,95 @@ password_updated:
   type: bool
 """
 
-import re
+from ansible_collections.socstack.wazuh_iris.plugins.module_utils.iris import IrisError, IrisModule, password_problems
 
-from ansible_collections.socstack.wazuh_iris.plugins.module_utils.iris import IrisError, IrisModule
-
-
-def password_problems(password):
-    """What the IRIS password policy would reject in ``password`` (empty when it is acceptable)."""
-    problems = []
-    if len(password) < 12:
-        problems.append("at least 12 characters")
-    if not re.search(r"[A-Z]", password):
-        problems.append("an upper-case letter")
-    if not re.search(r"[a-z]", password):
-        problems.append("a lower-case letter")
-    if not re.search(r"[0-9]", password):
-        problems.append("a digit")
-    return problems
-
-
-def _view(record):
-    """The user fields this module manages, from a GET /manage/users/<id> record."""
-    return {
-        "login": record["user_login"],
-        "name": record.get("user_name"),
-        "email": record.get("user_email"),
-        "service_account": bool(record.get("user_is_service_account")),
-        "active": bool(record.get("user_active")),
-        "groups": sorted(g["group_name"] for g in record.get("user_groups") or []),
-        "customers": sorted(c["customer_name"] for c in record.get("user_customers") or []),
-    }
+# IRIS creates every user active and in no group, linked to no customer; those are set right after.
+CREATED_WITH = {"active": True, "groups": [], "customers": []}
+FIELDS = {"name": "user_name", "email": "user_email", "service_account": "user_is_service_account"}
 
 
 class IrisUser(IrisModule):
     """User present/absent with group and customer memberships."""
 
+    resource = "user"
     module_spec = dict(
         login=dict(type="str", required=True),
-        name=dict(type="str"),
-        email=dict(type="str"),
-        service_account=dict(type="bool"),
+        name=dict(type="str"), email=dict(type="str"), service_account=dict(type="bool"), active=dict(type="bool"),
         password=dict(type="str", no_log=True),
         update_password=dict(type="str", choices=["on_create", "always"], default="on_create", no_log=False),
-        groups=dict(type="list", elements="str"),
-        customers=dict(type="list", elements="str"),
-        active=dict(type="bool"),
+        groups=dict(type="list", elements="str"), customers=dict(type="list", elements="str"),
         state=dict(type="str", choices=["present", "absent"], default="present"),
     )
 
     def manage(self):
-        params = self.params
-        if params["password"] and params["state"] == "present":
-            problems = password_problems(params["password"])
-            if problems:
-                raise IrisError("password does not meet the IRIS policy; it needs " + ", ".join(problems))
-        current = self.client.find_user(params["login"])
-        self.before = _view(current) if current else None
-        self.result["id"] = current["user_id"] if current else None
-        if params["state"] == "absent":
-            if current:
-                self._delete(current)
-        else:
-            self._ensure(current)
-        self.result["user"] = self.after or {}
+        problems = password_problems(self.params["password"]) if self.params["password"] else []
+        if problems and self.params["state"] == "present":  # refused before any request
+            raise IrisError("password does not meet the IRIS policy; it needs " + ", ".join(problems))
+        super(IrisUser, self).manage()
 
-    def _delete(self, current):
-        """Deactivate then delete; refused up front when IRIS would refuse (the user has customers)."""
-        if self.before["customers"]:
-            raise IrisError(
-                "user %r is linked to customers: %s; IRIS refuses to delete a user linked to a customer and "
-                "cannot remove a user's last customer link, so use active=false to lock the account instead"
-                % (current["user_login"], ", ".join(self.before["customers"]))
-            )
-        if current.get("user_active"):
-            self.write("GET", "/manage/users/deactivate/%d" % current["user_id"])
-        self.write("POST", "/manage/users/delete/%d" % current["user_id"])
-        self.result["id"] = None
+    def find(self):
+        record = self.client.find_user(self.params["login"])
+        if record is None:
+            return None, None
+        return record["user_id"], {
+            "login": record["user_login"], "name": record.get("user_name"), "email": record.get("user_email"),
+            "service_account": bool(record.get("user_is_service_account")), "active": bool(record.get("user_active")),
+            "groups": sorted(g["group_name"] for g in record.get("user_groups") or []),
+            "customers": sorted(c["customer_name"] for c in record.get("user_customers") or []),
+        }
 
-    def _ensure(self, current):
+    def present(self, current):
         params = self.params
-        wanted = dict(self.before) if current else self._new_user_view()
-        for option in ("name", "email", "service_account", "active"):
-            if params[option] is not None:
-                wanted[option] = params[option]
-        memberships = {}
-        for option, lookup in (("groups", self.client.resolve_groups), ("customers", self.client.resolve_customers)):
-            if params[option] is None:
-                continue
-            wanted[option], ids = self._resolve(option, lookup)
-            if wanted[option] != (self.before or {}).get(option, []):
-                memberships[option] = ids
-        self.after = wanted
-        if current is None:
-            user_id = self._create(wanted)
-        else:
-            user_id = current["user_id"]
-            self._update(user_id, wanted)
-        if user_id is None:  # check mode, user not created yet
-            return
-        for option, ids in memberships.items():
-            self.write("POST", "/manage/users/%d/%s/update" % (user_id, option), {"%s_membership" % option: ids})
-        was_active = self.before["active"] if self.before else True  # IRIS creates users active
-        if wanted["active"] != was_active:
-            self.write("GET", "/manage/users/%s/%d" % ("activate" if wanted["active"] else "deactivate", user_id))
-
-    def _new_user_view(self):
-        params = self.params
-        missing = [o for o in ("name", "email") if params[o] is None]
-        if not params["service_account"] and not params["password"]:
+        missing = [] if current else [option for option in ("name", "email") if params[option] is None]
+        if not (current or params["service_account"] or params["password"]):
             missing.append("password (or service_account=true)")
         if missing:
             raise IrisError("to create user %r, also give: %s" % (params["login"], ", ".join(missing)))
-        return {"login": params["login"], "name": None, "email": None, "service_account": False,
-                "active": True, "groups": [], "customers": []}
+        new = dict(CREATED_WITH, login=params["login"], name=None, email=None, service_account=False)
+        wanted = self.wanted(current or new, ("name", "email", "service_account", "active"))
+        self.ids = {}
+        for kind in ("groups", "customers"):
+            if params[kind] is not None:
+                wanted[kind], self.ids[kind] = self.client.membership(kind, params[kind], wanted[kind], params["login"])
+        # IRIS cannot tell whether a password changed: with update_password=always it is sent on every run.
+        self.send_password = bool(current and params["password"] and params["update_password"] == "always")  # noqa: S105
+        self.result["password_updated"] = self.send_password or bool(not current and params["password"])
+        self.ensure(current, wanted, self._create, self._update, force=self.send_password, created_with=CREATED_WITH)
 
-    def _resolve(self, option, lookup):
-        """Canonical IRIS names and ids of the wanted groups or customers; [] on a non-empty set fails."""
-        names = self.params[option]
-        current = (self.before or {}).get(option, [])
-        if not names:
-            if current:
-                raise IrisError(
-                    "%s=[] cannot be applied to user %r: IRIS refuses an empty %s list, so a user's last %s "
-                    "cannot be removed (current: %s); give the set it should have, or remove the user"
-                    % (option, self.params["login"], option, option[:-1], ", ".join(current))
-                )
-            return [], []
-        found = lookup(names)
-        return sorted(found.values()), sorted(found)
+    def absent(self, current):
+        if current and current["customers"]:
+            raise IrisError("user %r is linked to customers: %s; IRIS refuses to delete a user linked to a customer "
+                            "and cannot remove a user's last customer link, so use active=false to lock the account "
+                            "instead" % (current["login"], ", ".join(current["customers"])))
+        self.ensure_absent(current, lambda: self._delete(self.result["id"], current["active"]))
 
     def _create(self, wanted):
-        body = {
-            "user_login": wanted["login"],
-            "user_name": wanted["name"],
-            "user_email": wanted["email"],
-            "user_password": self.params["password"] or "",
-            "user_is_service_account": wanted["service_account"],
-        }
-        self.result["password_updated"] = bool(self.params["password"])
-        created = self.write("POST", "/manage/users/add", body)
-        if created is None:
-            return None
-        self.result["id"] = created["id"]
+        body = {"user_login": wanted["login"], "user_password": self.params["password"] or ""}
+        body.update((field, wanted[option]) for option, field in FIELDS.items())
+        created = self.client.request("POST", "/manage/users/add", body)
         self.result["api_key"] = created.get("user_api_key")
         return created["id"]
 
-    def _update(self, user_id, wanted):
-        body = {}
-        for option, field in (("name", "user_name"), ("email", "user_email"),
-                              ("service_account", "user_is_service_account")):
-            if wanted[option] != self.before[option]:
-                body[field] = wanted[option]
-        send_password = bool(self.params["password"]) and self.params["update_password"] == "always"  # noqa: S105
-        if send_password:
+    def _update(self, changes, wanted):
+        """Fields, then each membership (IRIS replaces it as a whole), then the activity; each only when changed."""
+        user_id = self.result["id"]
+        body = {field: changes[option] for option, field in FIELDS.items() if option in changes}
+        if self.send_password:
             body["user_password"] = self.params["password"]
-            self.result["changed"] = True
-        self.result["password_updated"] = send_password
         if body:
-            self.write("POST", "/manage/users/update/%d" % user_id, body)
+            self.client.request("POST", "/manage/users/update/%d" % user_id, body)
+        for kind in ("groups", "customers"):
+            if kind in changes:
+                self.client.request("POST", "/manage/users/%d/%s/update" % (user_id, kind),
+                                    {"%s_membership" % kind: self.ids[kind]})
+        if "active" in changes:
+            route = "activate" if changes["active"] else "deactivate"
+            self.client.request("GET", "/manage/users/%s/%d" % (route, user_id))
+
+    def _delete(self, user_id, active):
+        if active:  # IRIS only deletes deactivated users
+            self.client.request("GET", "/manage/users/deactivate/%d" % user_id)
+        self.client.request("POST", "/manage/users/delete/%d" % user_id)
 
 
 def main():

@@ -74,23 +74,35 @@ def test_key_is_sent_as_bearer_and_reaches_the_admin(client, emu):
 
 
 def test_lookups_by_name(client):
-    # Fresh 2.4.20 ids, not in natural order (reference: iris-2.4.20.md, Alerts).
-    assert client.severity_id("High") == 5
-    assert client.severity_id("medium") == 1
-    assert client.status_id("New") == 2
-    assert client.status_id("in progress") == 4
-    assert client.resolve_groups(["analysts", "ADMINISTRATORS"]) == {2: "Analysts", 1: "Administrators"}
-    assert client.resolve_customers(["irisinitialclient"]) == {1: "IrisInitialClient"}
+    # Ids differ between installs, so groups and customers are looked up by name, case-insensitively.
+    assert client.membership("groups", ["analysts", "ADMINISTRATORS"], [], "bot") == (
+        ["Administrators", "Analysts"], [1, 2])
+    assert client.membership("customers", ["irisinitialclient"], [], "bot") == (["IrisInitialClient"], [1])
     assert client.find_customer("IRISINITIALCLIENT")["customer_id"] == 1
     assert client.find_group("nope") is None
 
 
 def test_unknown_lookup_names_are_listed(client):
-    err = failure(client.severity_id, "Severe")
-    assert "unknown severity name(s): Severe" in err.message
-    assert "Critical" in err.message and "Informational" in err.message
-    err = failure(client.resolve_groups, ["Analysts", "Ghosts", "Spooks"])
+    err = failure(client.membership, "customers", ["Acme"], [], "bot")
+    assert err.message == "unknown customer name(s): Acme; IRIS has: IrisInitialClient"
+    err = failure(client.membership, "groups", ["Analysts", "Ghosts", "Spooks"], ["Analysts"], "bot")
     assert "unknown group name(s): Ghosts, Spooks" in err.message
+
+
+def test_an_empty_membership_is_refused_only_when_one_would_be_removed(client, emu):
+    assert client.membership("groups", [], [], "bot") == ([], [])
+    err = failure(client.membership, "customers", [], ["Acme Corp", "Globex"], "bot")
+    assert err.message.startswith("customers=[] cannot be applied to user 'bot': IRIS refuses an empty customers list")
+    assert "(current: Acme Corp, Globex)" in err.message
+    assert emu.request_log == []  # decided without asking IRIS
+
+
+def test_users_linked_to_a_customer(client, emu):
+    acme = emu.add_customer("Acme Corp")
+    bot_id, _key = emu.add_user("soar-bot", customers=["IrisInitialClient", "Acme Corp"])
+    emu.add_user("other-bot", customers=["IrisInitialClient"])
+    # the administrator is linked to the customers it adds, not to the first-boot one
+    assert client.users_linked_to(acme) == {"administrator": (1, [acme]), "soar-bot": (bot_id, [1, acme])}
 
 
 def test_user_logins_are_exact(client, emu):
@@ -107,6 +119,15 @@ def test_permission_names(iris):
         "standard_user", "alerts_read", "alerts_write", "search_across_cases", "customers_read", "activities_read",
     ]
     assert iris.permission_names(0) == []
+    assert iris.permission_mask(["alerts_write", "standard_user", "alerts_read"]) == 13
+    assert iris.permission_mask([]) == 0
+
+
+def test_password_policy(iris):
+    # The IRIS policy: 12 characters or more with an upper-case letter, a lower-case letter and a digit.
+    assert iris.password_problems("Correct9HorseBattery") == []
+    assert iris.password_problems("weakpass1") == ["at least 12 characters", "an upper-case letter"]
+    assert iris.password_problems("ALLUPPERCASE") == ["a lower-case letter", "a digit"]
     assert sum(iris.PERMISSIONS.values()) == 4095
 
 
@@ -121,8 +142,8 @@ def test_wrong_key(iris, emu):
 
 
 def test_400_carries_message_and_field_errors(client):
-    client.post("/manage/customers/add", {"customer_name": "Acme Corp"})
-    err = failure(client.post, "/manage/customers/add", {"customer_name": "ACME CORP"})
+    client.request("POST", "/manage/customers/add", {"customer_name": "Acme Corp"})
+    err = failure(client.request, "POST", "/manage/customers/add", {"customer_name": "ACME CORP"})
     assert err.status == 400
     assert err.message == (
         "IRIS refused POST /manage/customers/add (400): Error adding customer; customer_name: Customer already exists"
@@ -131,9 +152,10 @@ def test_400_carries_message_and_field_errors(client):
 
 
 def test_400_with_a_list_in_data(client):
-    acme = client.post("/manage/customers/add", {"customer_name": "Acme Corp"})
-    client.post("/manage/customers/add", {"customer_name": "Globex"})
-    err = failure(client.post, "/manage/customers/update/%d" % acme["customer_id"], {"customer_name": "GLOBEX"})
+    acme = client.request("POST", "/manage/customers/add", {"customer_name": "Acme Corp"})
+    client.request("POST", "/manage/customers/add", {"customer_name": "Globex"})
+    err = failure(client.request, "POST", "/manage/customers/update/%d" % acme["customer_id"],
+                  {"customer_name": "GLOBEX"})
     assert err.status == 400
     assert err.message.endswith("(400): Customer already exists")
 

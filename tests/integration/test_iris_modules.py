@@ -3,17 +3,13 @@
 Each module's main() runs with its arguments in ``basic._ANSIBLE_ARGS``; the result is the JSON the
 module prints, after Ansible's no_log masking. Writes are checked in the emulator's request log.
 """
-import contextlib
 import importlib
-import io
 import json
-from unittest import mock
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.common import warnings
 
 from tests.conftest import IRIS_ADMIN_KEY
+from tests.integration.iris_module_harness import run_module as run_main
 
 ADMIN_KEY = IRIS_ADMIN_KEY  # the key the shared iris_emulator fixture starts with
 STRONG = "Correct9HorseBattery"
@@ -36,30 +32,7 @@ def run(collection_root, emu):
         module = importlib.import_module("ansible_collections.socstack.wazuh_iris.plugins.modules." + module_name)
         args = {"url": emu.url, "api_key": ADMIN_KEY, "_ansible_check_mode": check, "_ansible_diff": diff}
         args.update(options)
-        args = {key: value for key, value in args.items() if value is not None}
-        printed = io.StringIO()
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(mock.patch.object(basic, "_ANSIBLE_ARGS",
-                                                  json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()))
-            if hasattr(basic, "_ANSIBLE_PROFILE"):  # ansible-core 2.19 and later
-                stack.enter_context(mock.patch.object(basic, "_ANSIBLE_PROFILE", "legacy"))
-                # A module runs in a process of its own; once a test in this process has imported controller
-                # code, warn() would go to the controller's display instead of the module result.
-                from ansible.module_utils import _internal
-
-                stack.enter_context(mock.patch.object(_internal, "is_controller", False))
-            for name in ("_global_warnings", "_global_deprecations"):  # a dict from 2.19 on, a list before
-                held = getattr(warnings, name, None)
-                if isinstance(held, dict):  # emptied in place: other modules may hold the same object
-                    stack.enter_context(mock.patch.dict(held, clear=True))
-                elif isinstance(held, list):
-                    stack.enter_context(mock.patch.object(warnings, name, []))
-            stack.enter_context(contextlib.redirect_stdout(printed))
-            stack.enter_context(pytest.raises(SystemExit))
-            module.main()
-        result = json.loads(printed.getvalue())
-        assert "exception" not in result, result.get("exception")
-        return result
+        return run_main(module.main, {key: value for key, value in args.items() if value is not None})
 
     return run_module
 
