@@ -64,7 +64,9 @@ class Outcome:
 
 
 def host_name(table, case):
-    return f"{table.role}__{table.tasks_from}__{re.sub('[^A-Za-z0-9_]', '_', case.name)}"
+    """The inventory name of a case: unique by its place in the table, readable by its name."""
+    place = next(number for number, row in enumerate(table.cases) if row is case)
+    return f"{table.role}__{table.tasks_from}__{place:03d}_{re.sub('[^A-Za-z0-9_]', '_', case.name)}"
 
 
 def fill(value, context):
