@@ -45,7 +45,7 @@ VENV_BIN=$venv/bin "$root/lab/ansible-test-offline.sh"
 
 # The modules against the IRIS emulator, with this release's module_utils and AnsibleModule.
 (cd "$root" && "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/integration/test_iris_modules.py \
-  tests/integration/test_iris_client.py)
+  tests/integration/test_iris_client.py tests/integration/test_iris_base.py)
 
 # Every module and role documents itself with this release.
 export ANSIBLE_COLLECTIONS_PATH=$root/.cache/collections

@@ -165,7 +165,7 @@ def test_customer_group_and_service_account(host, service_account):
     assert any(c["customer_name"] == "IrisInitialClient" for c in customers)
     groups = api(host, "/manage/groups/list")["body"]["data"]
     group = next(g for g in groups if g["group_name"] == "SIEM Integration")
-    assert group["group_permissions"] == 4 + 8 + 1  # alerts_read, alerts_write, standard_user
+    assert group["group_permissions"] == 4 + 8 + 64 + 1  # alerts_read, alerts_write, customers_read, standard_user
     assert service_account["user_active"] is True
     user = api(host, "/manage/users/%d" % service_account["user_id"])["body"]["data"]
     assert user["user_is_service_account"] is True

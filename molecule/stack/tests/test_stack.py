@@ -9,6 +9,9 @@ network to https://lab-iris:9094 and verifies TLS with the CA the stack distribu
 
 import json
 import os
+import re
+import shutil
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -26,6 +29,7 @@ ALERTS_JSON = f"{OSSEC}/logs/alerts/alerts.json"
 CA_FILE = f"{OSSEC}/etc/iris-ca.pem"
 IRIS = "https://lab-iris:9094"
 KNOWN_BAD_IP = "45.155.205.233"  # in the OpenCTI emulator's sample intel; never contacted
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 
 # Runs on the manager: GET one IRIS API path with the distributed CA, print the JSON `data`.
 IRIS_GET = """
@@ -128,3 +132,45 @@ def test_ids_alert_with_a_known_bad_ip_is_enriched_from_opencti(host, settings):
 
     events = wait_for("an OpenCTI enrichment event on the queue socket", enrichment_events, timeout=60)
     assert any(KNOWN_BAD_IP in event for event in events)
+
+
+def test_the_rollout_restarted_the_manager_once(host):
+    """converge + idempotence: wazuh_iris and wazuh_opencti both changed the manager's configuration,
+    and the one `restart wazuh-manager` handler restarted it once (the stand-in logs every start;
+    prepare emptied the log)."""
+    starts = host.file("/var/log/wazuh-standin-starts.log").content_string.splitlines()
+    assert starts == ["started"], starts
+
+
+def test_ossec_conf_holds_no_iris_key(host):
+    with host.sudo():
+        key = host.file(f"{OSSEC}/etc/iris-forwarder.key").content_string.strip()
+        conf = host.file(f"{OSSEC}/etc/ossec.conf").content_string
+    block = conf.split("socstack.wazuh_iris.wazuh_iris - DFIR-IRIS forwarder")[1]
+    assert key and key not in conf
+    assert "<api_key>" not in block
+
+
+def test_a_wrong_key_fails_the_preflight_with_iris_message_and_changes_nothing(host):
+    """A second converge with a deliberately wrong key for the manager: the forwarder's preflight fails
+    the play with IRIS's own 401 text before anything is written."""
+    with host.sudo():
+        before = {path: host.file(path).sha256sum for path in
+                  (f"{OSSEC}/etc/ossec.conf", f"{OSSEC}/etc/iris-forwarder.key", f"{OSSEC}/etc/iris-forwarder.json")}
+    wrong = "wrong" + uuid.uuid4().hex
+    playbook = shutil.which("ansible-playbook")  # the one molecule runs with (its virtualenv is first on PATH)
+    run = subprocess.run(  # noqa: S603 (fixed arguments; the key is ours)
+        [playbook, "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(PROJECT / "playbooks" / "site.yml"),
+         "-e", f"wazuh_iris_api_key={wrong}"],
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+    out = run.stdout + run.stderr
+    assert run.returncode != 0, out[-3000:]
+    assert "Authentication required" in out, out[-3000:]  # IRIS's own 401 text
+    assert wrong not in out
+    recap = dict(re.findall(r"^(lab-\S+)\s*:\s*(.*)$", out, re.MULTILINE))
+    assert "changed=0" in recap["lab-wazuh"] and "failed=1" in recap["lab-wazuh"], recap
+    assert "changed=0" in recap["lab-iris"], recap
+    with host.sudo():
+        after = {path: host.file(path).sha256sum for path in before}
+    assert after == before

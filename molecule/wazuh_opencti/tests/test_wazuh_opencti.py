@@ -142,8 +142,9 @@ def test_integration_block_sits_inside_ossec_config(host, settings):
         "alert_format": "json",
         "timeout": "10",
     }
-    assert options == {"cache_ttl": 3600, "max_ind_alerts": 3, "max_obs_alerts": 2, "state_dir": STATE_DIR,
-                       "verify_tls": True}  # fmt: skip
+    # settings the inventory leaves empty are not written: the program's own defaults apply
+    assert options == {"debug": False, "state_dir": STATE_DIR, "verify_tls": True}
+    assert json.loads(host.file(f"{OSSEC}/etc/opencti.json").content_string) == options
 
 
 def test_integratord_accepts_the_configuration_and_enabled_the_integration(host):

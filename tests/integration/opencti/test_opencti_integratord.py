@@ -55,6 +55,9 @@ def render(template_name, **overrides):
     _ansible_plugins()
     loader = DataLoader()
     variables = {
+        # the dependency wazuh_common gives the manager's defaults and the fact wazuh_common_result
+        **loader.load_from_file(str(ROLE.parent / "wazuh_common" / "defaults" / "main.yml"), trusted_as_template=True),
+        "wazuh_common_result": {"version": "4.13.1", "integration_timeout": True},
         **loader.load_from_file(str(ROLE / "defaults" / "main.yml"), trusted_as_template=True),
         **loader.load_from_file(str(ROLE / "vars" / "main.yml"), trusted_as_template=True),
         "role_path": str(ROLE),
@@ -106,7 +109,7 @@ class WazuhHome:
         os.chown(queue.path, self.uid, self.gid)
         block = render(
             "ossec_integration.xml.j2",
-            wazuh_opencti_home=str(self.dir),
+            wazuh_common_home=str(self.dir),
             wazuh_opencti_url=emu.graphql_url,
             wazuh_opencti_token=token,
             wazuh_opencti_extra_options={"queue_socket": queue.path},
