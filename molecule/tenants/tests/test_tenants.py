@@ -22,6 +22,8 @@ testinfra_hosts = ["ansible://tenants-iris"]
 
 OSSEC = "/var/ossec"
 OPTIONS = f"{OSSEC}/etc/iris-forwarder.json"
+PROGRAM = f"{OSSEC}/integrations/custom-wazuh_iris.py"
+PYTHON = f"{OSSEC}/framework/python/bin/python3"
 CA_FILE = f"{OSSEC}/etc/iris-ca.pem"
 REJECTED = f"{OSSEC}/var/iris-forwarder/rejected"
 SPOOL = f"{OSSEC}/var/iris-forwarder/spool"
@@ -117,6 +119,21 @@ def test_routing_options_come_from_the_tenants(node, settings, customers):
     # the worker's inventory adds the unlinked customer's id; the master uses the role's default
     assert options["customers"] == (dict(provisioned, Initech=customers["Initech"]) if node == "tenants-worker"
                                     else provisioned)
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_the_preflight_names_a_customer_the_account_is_not_linked_to(node, customers):
+    """The master's configuration passes the preflight (the role ran it on converge); the worker's names
+    Initech, which the account is not linked to: the preflight fails and says so."""
+    check = manager(node).run(f"runuser -u wazuh -- {PYTHON} -IS {PROGRAM} --check-connection --options {OPTIONS}")
+    lines = check.stdout.splitlines()
+    if node == "tenants-master":
+        assert check.rc == 0, check.stdout + check.stderr
+        assert f"ok customer: the account is linked to customer {customers['Acme']} (Acme)" in lines
+    else:
+        assert check.rc != 0
+        assert any(line.startswith("error customer:") and f"not linked to customer {customers['Initech']}" in line
+                   for line in lines), check.stdout
 
 
 # ---------------------------------------------------------------------------------------------- alerts
