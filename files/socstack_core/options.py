@@ -61,17 +61,32 @@ def defaults(schema):
     return {name: check(default) for name, (check, default) in schema.items()}
 
 
+def read_bounded(path, limit, where, stream=None):
+    """(bytes or None, problem or None) of a small input file: at most ``limit`` bytes of the file path.
+
+    With ``stream`` (a binary file object, e.g. standard input's buffer) that is read instead. A problem
+    (the file cannot be read, or holds more than ``limit`` bytes) is one line naming the source as ``where``.
+    """
+    try:
+        if stream is not None:
+            raw = stream.read(limit + 1)
+        else:
+            with open(path, "rb") as handle:
+                raw = handle.read(limit + 1)
+    except OSError as exc:
+        return None, f"cannot read {where} ({exc.strerror or type(exc).__name__})"
+    if len(raw) > limit:
+        return None, f"{where} is larger than {limit} bytes"
+    return raw, None
+
+
 def read(path):
     """(parsed JSON object or None, problem or None) of an options file; an empty file is {}."""
     from .jsonio import loads  # noqa: PLC0415
 
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_OPTIONS_BYTES + 1)
-    except OSError as exc:
-        return None, f"cannot read options file {path} ({exc.strerror or type(exc).__name__})"
-    if len(raw) > MAX_OPTIONS_BYTES:
-        return None, f"options file {path} is larger than {MAX_OPTIONS_BYTES} bytes"
+    raw, problem = read_bounded(path, MAX_OPTIONS_BYTES, f"options file {path}")
+    if problem:
+        return None, problem
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -1,4 +1,4 @@
-"""Helpers the testinfra checks of the Wazuh-side scenarios share (wazuh_iris, stack, tenants).
+"""Helpers the testinfra checks of the Wazuh-side scenarios share (wazuh_iris, stack, tenants, readme).
 
 Imported by the scenarios' tests through sys.path (molecule/_shared is not a package).
 """
@@ -37,9 +37,14 @@ def wait_for(what, predicate, timeout=90.0, pause=0.5):
         time.sleep(pause)
 
 
+def iris_run(host, url, ca_file, key):
+    """The command result of a GET on IRIS from inside the container (the API key goes on stdin)."""
+    return host.run(f"printf %s '{key}' | python3 -c '{IRIS_GET}' '{url}' {ca_file}")
+
+
 def iris_get(host, url, ca_file, key):
     """`data` of a GET on IRIS, asked from inside the container (the API key goes on stdin)."""
-    result = host.run(f"printf %s '{key}' | python3 -c '{IRIS_GET}' '{url}' {ca_file}")
+    result = iris_run(host, url, ca_file, key)
     assert result.rc == 0, result.stderr
     return json.loads(result.stdout)
 

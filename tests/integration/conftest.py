@@ -15,6 +15,14 @@ def emu(iris_emulator):
     return iris_emulator
 
 
+@pytest.fixture(scope="module")
+def iris(collection_root):
+    """plugins/module_utils/iris.py (the IRIS client, the modules' base), imported through the collection path."""
+    from ansible_collections.socstack.wazuh_iris.plugins.module_utils import iris as module
+
+    return module
+
+
 @pytest.fixture
 def manager(tmp_path, emu):
     _user_id, api_key = emu.add_user("wazuh-forwarder", groups=["Analysts"], customers=["IrisInitialClient"])

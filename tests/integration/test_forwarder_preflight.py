@@ -8,7 +8,7 @@ alerts group (alerts.json), 404 HTML for an unknown path, the severity and alert
 """
 import pytest
 
-from tests.support.forwarder import Manager, run_like_integratord
+from tests.support.forwarder import Hook, Manager, run_like_integratord
 
 ALL_OK = ["options", "api_key_file", "connection", "severity_by_level", "status", "alerts_read", "customer"]
 
@@ -306,20 +306,7 @@ def _link(emu, manager, *customers):
         user["customers"].extend(customers)
 
 
-class _answer_get:
+def _answer_get(emu, path, status, message):
     """A hook answering GETs of one path with (status, IRIS error envelope), as IRIS or a proxy would."""
-
-    def __init__(self, emu, path, status, message):
-        self.emu, self.path, self.status, self.message = emu, path, status, message
-
-    def __call__(self, phase, method, path, *rest):
-        if (phase, method, path) == ("before", "GET", self.path):
-            return self.status, {"status": "error", "message": self.message, "data": []}
-        return None
-
-    def __enter__(self):
-        self.emu.add_hook(self)
-        return self
-
-    def __exit__(self, *exc):
-        self.emu.remove_hook(self)
+    envelope = {"status": "error", "message": message, "data": []}
+    return Hook(emu, lambda phase, body: (status, envelope) if phase == "before" else None, method="GET", path=path)

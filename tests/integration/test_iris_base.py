@@ -14,19 +14,6 @@ from tests.integration.iris_module_harness import module_args, run_module
 CURRENT = {"name": "Acme Corp", "description": "Production", "sla": None}
 
 
-@pytest.fixture(scope="module")
-def iris(collection_root):
-    """The module_utils module, imported through the collection path."""
-    from ansible_collections.socstack.wazuh_iris.plugins.module_utils import iris as module
-
-    return module
-
-
-@pytest.fixture
-def emu(iris_emulator):
-    return iris_emulator
-
-
 @pytest.fixture
 def probe(iris, emu):
     """probe(check=False, diff=False, **options) -> a module instance; its callbacks record into ``calls``."""

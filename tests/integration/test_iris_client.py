@@ -17,20 +17,6 @@ from tests.emulators.iris import IrisEmulator
 ADMIN_KEY = IRIS_ADMIN_KEY  # the key the shared iris_emulator fixture starts with
 
 
-@pytest.fixture(scope="module")
-def iris(collection_root):
-    """The module_utils module, imported through the collection path."""
-    from ansible_collections.socstack.wazuh_iris.plugins.module_utils import iris as module
-
-    return module
-
-
-@pytest.fixture
-def emu(iris_emulator):
-    """The shared IRIS emulator (tests/conftest.py), under this module's short name."""
-    return iris_emulator
-
-
 @pytest.fixture
 def client(iris, emu):
     return iris.IrisClient(emu.url, ADMIN_KEY, timeout=5)

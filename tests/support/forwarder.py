@@ -150,14 +150,17 @@ def refs(emu):
 
 
 class Hook:
-    """An emulator hook acting on POST /alerts/add: fn(phase, body) may sleep or return a reply."""
+    """An emulator hook acting on one method and path, POST /alerts/add unless told otherwise.
 
-    def __init__(self, emu, fn):
-        self.emu, self.fn = emu, fn
+    fn(phase, body) may sleep or return a reply (status, body); None lets the request through.
+    """
+
+    def __init__(self, emu, fn, method="POST", path="/alerts/add"):
+        self.emu, self.fn, self.method, self.path = emu, fn, method, path
 
     def __call__(self, phase, method, path, *rest):
         """The emulator's hook call; rest is (query, body, login)."""
-        if (method, path) == ("POST", "/alerts/add"):
+        if (method, path) == (self.method, self.path):
             return self.fn(phase, rest[1])
         return None
 

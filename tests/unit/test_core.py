@@ -356,3 +356,13 @@ def test_unusable_options_files_are_reported(tmp_path, content, message):
     path.write_bytes(content)
     assert message in options.problems(str(path), SCHEMA)[0]
     assert options.load(str(path), SCHEMA)[0] == options.defaults(SCHEMA)
+
+
+def test_read_bounded_gives_the_bytes_or_one_line_naming_the_source(tmp_path):
+    path = tmp_path / "k"
+    path.write_bytes(b"1234")
+    assert options.read_bounded(str(path), 4, "key file") == (b"1234", None)
+    assert options.read_bounded(str(path), 3, "key file") == (None, "key file is larger than 3 bytes")
+    assert options.read_bounded(str(tmp_path / "gone"), 4, "key file") == (
+        None, "cannot read key file (No such file or directory)")
+    assert options.read_bounded("-", 4, "standard input", io.BytesIO(b"abc")) == (b"abc", None)

@@ -10,7 +10,7 @@ from socstack_core.http import quote
 from socstack_core.jsonio import dumps, encodable, loads
 
 from .routing import source_ref
-from .settings import PROG
+from .settings import PROG, read_head
 
 MAX_ALERT_BYTES = 64 * 1024 * 1024  # larger alert files are refused as bad input
 FULL_LOG_PREVIEW = 4096  # characters of full_log shown in the description
@@ -271,11 +271,7 @@ def read_alert(path):
     """
     if not path:
         raise BadInput("no alert file was passed (integratord could not create its temp file)")
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_ALERT_BYTES + 1)
-    except OSError as exc:
-        raise BadInput(f"cannot read alert file {path}: {exc.strerror or exc}") from None
+    raw = read_head(path, MAX_ALERT_BYTES, BadInput, f"alert file {path}")
     if len(raw) > MAX_ALERT_BYTES:
         raise BadInput(f"alert file {path} is larger than {MAX_ALERT_BYTES} bytes", raw)
     if not raw.strip():

@@ -178,13 +178,21 @@ class KeyFileError(ValueError):
     """The API key file cannot give a key; the message names the file, never its content."""
 
 
-def read_api_key(path):
-    """The API key held by the file path (surrounding white space removed). Raises KeyFileError."""
+def read_head(path, limit, error, where):
+    """At most limit + 1 bytes of the file path (one more than allowed: the caller sees a file that is too large).
+
+    Raises ``error("cannot read <where>: <reason>")`` when the file cannot be read.
+    """
     try:
         with open(path, "rb") as handle:
-            raw = handle.read(MAX_KEY_FILE_BYTES + 1)
+            return handle.read(limit + 1)
     except OSError as exc:
-        raise KeyFileError(f"cannot read api_key_file {path}: {exc.strerror or type(exc).__name__}") from None
+        raise error(f"cannot read {where}: {exc.strerror or type(exc).__name__}") from None
+
+
+def read_api_key(path):
+    """The API key held by the file path (surrounding white space removed). Raises KeyFileError."""
+    raw = read_head(path, MAX_KEY_FILE_BYTES, KeyFileError, f"api_key_file {path}")
     if len(raw) > MAX_KEY_FILE_BYTES:
         raise KeyFileError(f"api_key_file {path} is larger than {MAX_KEY_FILE_BYTES} bytes; it must hold the key alone")
     try:

@@ -87,16 +87,9 @@ def check_options(path, out):
 def read_token(path, stdin):
     """(token, None) or (None, problem): the token file's text without surrounding white space."""
     where = "standard input" if path == "-" else f"token file {path}"
-    try:
-        if path == "-":
-            raw = stdin.buffer.read(MAX_TOKEN_BYTES + 1)
-        else:
-            with open(path, "rb") as handle:
-                raw = handle.read(MAX_TOKEN_BYTES + 1)
-    except OSError as exc:
-        return None, f"cannot read {where} ({exc.strerror or type(exc).__name__})"
-    if len(raw) > MAX_TOKEN_BYTES:
-        return None, f"{where} is larger than {MAX_TOKEN_BYTES} bytes"
+    raw, problem = opt.read_bounded(path, MAX_TOKEN_BYTES, where, stdin.buffer if path == "-" else None)
+    if problem:
+        return None, problem
     try:
         token = raw.decode("utf-8").strip()
     except UnicodeDecodeError:

@@ -19,7 +19,7 @@ import pytest
 import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "_shared"))
-from lab_checks import append_alerts, wait_for
+from lab_checks import append_alerts, iris_run, wait_for
 
 testinfra_hosts = ["ansible://readme-wazuh"]
 
@@ -29,14 +29,6 @@ EXAMPLE_PASSWORD = PROJECT / "examples" / "vault-password.example"
 VAULT_NAMES = ["vault_iris_admin_password", "vault_iris_admin_api_key", "vault_wazuh_opencti_token"]
 IRIS = "https://readme-iris:9094"
 CA_FILE = "/var/ossec/etc/iris-ca.pem"
-
-# Runs on the manager: GET one IRIS API path with the distributed CA and a key from stdin.
-IRIS_GET = """
-import json, ssl, sys, urllib.request
-ctx = ssl.create_default_context(cafile=sys.argv[2])
-req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.stdin.read().strip()})
-print(json.dumps(json.load(urllib.request.urlopen(req, context=ctx, timeout=10))["data"]))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +82,8 @@ def iris_host():
 
 
 def iris_get(host, key, path):
-    return host.run(f"printf %s '{key}' | python3 -c '{IRIS_GET}' '{IRIS}{path}' {CA_FILE}")
+    """The command result of a GET of one IRIS API path from the manager, with the distributed CA."""
+    return iris_run(host, f"{IRIS}{path}", CA_FILE, key)
 
 
 def test_vault_holds_the_new_values_only(run, new_values):

@@ -7,7 +7,6 @@ event on analysisd's queue socket. Every question to IRIS goes from the manager 
 network to https://lab-iris:9094 and verifies TLS with the CA the stack distributed.
 """
 
-import json
 import os
 import re
 import shutil
@@ -20,7 +19,8 @@ import pytest
 import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "_shared"))
-from lab_checks import append_alerts, wait_for
+import lab_checks
+from lab_checks import append_alerts, iris_run, wait_for
 
 testinfra_hosts = ["ansible://lab-wazuh"]
 
@@ -30,14 +30,6 @@ CA_FILE = f"{OSSEC}/etc/iris-ca.pem"
 IRIS = "https://lab-iris:9094"
 KNOWN_BAD_IP = "45.155.205.233"  # in the OpenCTI emulator's sample intel; never contacted
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
-
-# Runs on the manager: GET one IRIS API path with the distributed CA, print the JSON `data`.
-IRIS_GET = """
-import json, ssl, sys, urllib.request
-ctx = ssl.create_default_context(cafile=sys.argv[2])
-req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.stdin.read().strip()})
-print(json.dumps(json.load(urllib.request.urlopen(req, context=ctx, timeout=10))["data"]))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +49,7 @@ def settings(host):
 
 
 def iris_get(host, key, path):
-    result = host.run(f"printf %s '{key}' | python3 -c '{IRIS_GET}' '{IRIS}{path}' {CA_FILE}")
-    assert result.rc == 0, result.stderr
-    return json.loads(result.stdout)
+    return lab_checks.iris_get(host, f"{IRIS}{path}", CA_FILE, key)
 
 
 def alert_by_ref(host, key, ref):
@@ -72,7 +62,7 @@ def test_iris_answers_the_manager_over_verified_tls(host, iris_host, admin_key):
     assert iris_host.socket("tcp://0.0.0.0:9094").is_listening
     assert iris_get(host, admin_key, "/api/ping") == []  # TLS verified against the distributed CA
     system_cas = "/etc/ssl/certs/ca-certificates.crt"
-    wrong_ca = host.run(f"printf %s '{admin_key}' | python3 -c '{IRIS_GET}' '{IRIS}/api/ping' {system_cas}")
+    wrong_ca = iris_run(host, f"{IRIS}/api/ping", system_cas, admin_key)
     assert wrong_ca.rc != 0 and "CERTIFICATE_VERIFY_FAILED" in wrong_ca.stderr
 
 
