@@ -153,8 +153,20 @@ unit: venv
 	$(BIN)/pytest -q
 
 .PHONY: images
-images:
+images: wazuh
 	DOCKER_CONFIG=$(DOCKER_CONFIG_DIR) lab/build-images.sh
+	DOCKER_CONFIG=$(DOCKER_CONFIG_DIR) lab/wazuh-manager/build.sh image $(WAZUH_NEWEST)
+
+# --- real Wazuh manager cores, built from ../shared/wazuh (lab/wazuh-manager/build.sh) ---------------
+# The newest runs in the lab image the scenarios use; both are installed under .cache/wazuh/<version>
+# for the pytest checks that talk to a real analysisd (-t, logtest) and integratord (argv).
+WAZUH_NEWEST := 4.14.7
+WAZUH_OLDEST := 4.8.2
+.PHONY: wazuh
+wazuh:
+	@if [ -d ../shared/wazuh ] || [ -n "$${WAZUH_SRC_DIR:-}" ]; then \
+		for v in $(WAZUH_NEWEST) $(WAZUH_OLDEST); do lab/wazuh-manager/build.sh host $$v; done; \
+	else echo "==> no ../shared/wazuh: the real Wazuh manager is not built (its tests skip; the lab needs it)"; fi
 
 .PHONY: molecule
 molecule: molecule-venv images

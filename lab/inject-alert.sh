@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
-# Appends one test alert to alerts.json on the lab's Wazuh manager (container lab-wazuh); the
-# integratord stand-in hands it to the forwarder, which creates an IRIS alert (and the AI worker
-# then comments on it). Usage: lab/inject-alert.sh [LEVEL]   (default 10)
+# Hands one log line holding the IRIS test rule's text to the lab manager's real analysisd (container
+# lab-wazuh), as logcollector would: rule 100100 (wazuh_iris_test_rule, level 10) fires, integratord
+# runs the forwarder, which creates an IRIS alert, and the AI worker then comments on it.
+# Usage: lab/inject-alert.sh
 set -euo pipefail
-level=${1:-10}
-id="lab-$(date +%s).$RANDOM"
-alert=$(printf '{"timestamp":"%s","rule":{"level":%d,"description":"socstack lab test alert","id":"100100","groups":["local","socstack_test"],"mitre":{"id":["T1110"]}},"agent":{"id":"000","name":"lab-wazuh"},"manager":{"name":"lab-wazuh"},"id":"%s","full_log":"socstack wazuh_iris test event","location":"lab"}' \
-  "$(date -u +%Y-%m-%dT%H:%M:%S.000+0000)" "$level" "$id")
-docker exec -i lab-wazuh sh -c 'cat >> /var/ossec/logs/alerts/alerts.json' <<<"$alert"
-echo "injected Wazuh alert $id (level $level); find it in IRIS by source reference lab-wazuh:$id"
+marker="lab-$(date +%s)-$RANDOM"
+line="$(date '+%b %e %H:%M:%S') lab-wazuh socstack: socstack wazuh_iris test event $marker"
+docker exec -i lab-wazuh python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect("/var/ossec/queue/sockets/queue")
+s.send(b"1:/var/log/syslog:" + sys.stdin.buffer.read().rstrip(b"\n"))
+' <<<"$line"
+for _ in $(seq 1 30); do
+  alert=$(docker exec lab-wazuh grep -F "$marker" /var/ossec/logs/alerts/alerts.json 2>/dev/null | head -n 1 || true)
+  [ -n "$alert" ] && break
+  sleep 1
+done
+[ -n "$alert" ] || { echo "no alert for the test line after 30 s (is wazuh_iris_test_rule on?)" >&2; exit 1; }
+id=$(python3 -c 'import json, sys; a = json.loads(sys.stdin.read()); print(a["manager"]["name"] + ":" + a["id"])' <<<"$alert")
+echo "analysisd raised rule 100100 for '$marker'; find it in IRIS by source reference $id"

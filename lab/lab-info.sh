@@ -9,7 +9,7 @@ The lab (molecule scenario 'stack', converged with playbooks/site.yml):
 $(docker ps --filter label=owner=molecule --format '  {{.Names}}\t{{.Image}}\t{{.Status}}')
 
   lab-iris   DFIR-IRIS (Docker inside: nginx, app, worker, db, rabbitmq) on https://lab-iris:9094
-  lab-wazuh  Wazuh manager stand-in: forwarder, OpenCTI enrichment, AI worker (+ OpenCTI/Ollama emulators)
+  lab-wazuh  real Wazuh manager (built from source): forwarder, OpenCTI enrichment, AI worker (+ OpenCTI/Ollama emulators)
 
 Reach IRIS from this machine (TLS verified with the lab's own CA):
   docker exec lab-iris cat /opt/iris/certificates/rootCA/irisRootCACert.pem > .cache/lab-ca.pem

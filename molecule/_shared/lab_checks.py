@@ -18,6 +18,34 @@ print(json.dumps(json.load(urllib.request.urlopen(req, context=ctx, timeout=10))
 """
 
 
+# Runs inside a manager container: one datagram on analysisd's queue socket, as logcollector sends a log
+# line (`1:<location>:<line>`); the line comes base64-encoded in argv[2].
+QUEUE_SEND = """
+import base64, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect("/var/ossec/queue/sockets/queue")
+s.send(b"1:" + sys.argv[1].encode() + b":" + base64.b64decode(sys.argv[2]))
+"""
+
+
+def send_log_line(host, location, line):
+    """A log line into the real analysisd, as if logcollector had read it from `location`."""
+    encoded = base64.b64encode(line.encode()).decode()
+    result = host.run(f"python3 -c '{QUEUE_SEND}' '{location}' {encoded}")
+    assert result.rc == 0, result.stderr
+
+
+def alerts_count(host):
+    """How many alerts alerts.json holds now (new ones are read with alerts_since)."""
+    return int(host.run(f"wc -l < {ALERTS_JSON}").stdout.strip() or 0)
+
+
+def alerts_since(host, count):
+    """The alerts analysisd wrote after the first `count` lines of alerts.json."""
+    text = host.run(f"tail -n +{count + 1} {ALERTS_JSON}").stdout
+    return [json.loads(line) for line in text.split("\n")[:-1] if line.strip()]
+
+
 def append_alerts(host, alerts):
     """Append alerts to alerts.json the way analysisd does: one JSON object per line."""
     payload = base64.b64encode("".join(json.dumps(a) + "\n" for a in alerts).encode()).decode()

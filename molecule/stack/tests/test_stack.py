@@ -1,17 +1,21 @@
-"""End-to-end checks of the whole stack converged by playbooks/site.yml.
+"""End-to-end checks of the whole stack converged by playbooks/site.yml, through the real Wazuh daemons.
 
-A Wazuh alert appended to alerts.json on the manager becomes an IRIS alert with the provisioned
-customer, a severity chosen by name and the expected tags; the AI worker then leaves exactly one
-comment and the tag ai-reviewed; an IDS alert with a known-bad IP produces an OpenCTI enrichment
-event on analysisd's queue socket. Every question to IRIS goes from the manager over the lab
-network to https://lab-iris:9094 and verifies TLS with the CA the stack distributed.
+sshd log lines handed to the manager's analysisd become the stock brute-force alert (5712, level 10);
+integratord runs the forwarder, the alert is in IRIS exactly once with the provisioned customer, a
+severity chosen by name and the expected tags; the AI worker then leaves exactly one comment and the
+tag ai-reviewed. A stock Suricata alert line (86601, level 3) with a known-bad IP goes through
+integratord to the OpenCTI enrichment, whose event analysisd turns into the 110202 alert, which reaches
+IRIS in turn. Every question to IRIS goes from the manager over the lab network to https://lab-iris:9094
+and verifies TLS with the CA the stack distributed.
 """
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -20,7 +24,7 @@ import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "_shared"))
 import lab_checks
-from lab_checks import append_alerts, iris_run, wait_for
+from lab_checks import alerts_count, alerts_since, iris_run, send_log_line, wait_for
 
 testinfra_hosts = ["ansible://lab-wazuh"]
 
@@ -66,19 +70,23 @@ def test_iris_answers_the_manager_over_verified_tls(host, iris_host, admin_key):
     assert wrong_ca.rc != 0 and "CERTIFICATE_VERIFY_FAILED" in wrong_ca.stderr
 
 
-def test_wazuh_alert_becomes_an_iris_alert_then_gets_one_ai_comment(host, admin_key):
-    ref = f"stack-{uuid.uuid4().hex}"
-    append_alerts(host, [{
-        "timestamp": "2026-11-25T10:00:00.000+0000",
-        "rule": {"level": 10, "description": "sshd: brute force trying to get access to the system.",
-                 "id": "5712", "groups": ["syslog", "sshd", "authentication_failures"],
-                 "mitre": {"id": ["T1110"], "tactic": ["Credential Access"], "technique": ["Brute Force"]}},
-        "agent": {"id": "001", "name": "web-01", "ip": "10.0.0.5"},
-        "manager": {"name": "lab-wazuh"},
-        "id": ref,
-        "full_log": "sshd[17584]: Invalid user paco from 172.17.1.1 port 56404",
-        "location": "/var/log/secure",
-    }])
+def new_alerts_with(host, before, text, rule_id):
+    """The alerts written since `before` that hold text, once one of them is of rule_id."""
+    found = [a for a in alerts_since(host, before) if text in json.dumps(a)]
+    return found if any(a["rule"]["id"] == rule_id for a in found) else None
+
+
+def test_sshd_log_lines_become_an_iris_alert_then_get_one_ai_comment(host, admin_key):
+    before = alerts_count(host)
+    source = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+    user = f"stack{uuid.uuid4().hex[:8]}"
+    for n in range(8):  # stock 5712: 8 times 5710 from one address within 120 s
+        send_log_line(host, "/var/log/auth.log", time.strftime("%b %e %H:%M:%S")
+                      + f" lab-wazuh sshd[{4100 + n}]: Invalid user {user} from {source} port {50000 + n}")
+    found = wait_for("the stock 5712 alert", lambda: new_alerts_with(host, before, source, "5712"))
+    (wazuh_alert,) = [a for a in found if a["rule"]["id"] == "5712"]
+    assert wazuh_alert["rule"]["level"] == 10
+    ref = wazuh_alert["id"]
     (alert,) = wait_for("the alert in IRIS", lambda: alert_by_ref(host, admin_key, ref))
 
     customers = {c["customer_id"]: c["customer_name"] for c in iris_get(host, admin_key, "/manage/customers/list")}
@@ -86,8 +94,11 @@ def test_wazuh_alert_becomes_an_iris_alert_then_gets_one_ai_comment(host, admin_
     severities = {s["severity_id"]: s["severity_name"] for s in iris_get(host, admin_key, "/manage/severities/list")}
     assert severities[alert["alert_severity_id"]] == "High"  # level 10, resolved by name
     tags = set(alert["alert_tags"].split(","))
-    assert {"wazuh", "rule:5712", "agent:web-01", "T1110", "lab"} <= tags
+    # (no MITRE tag: this manager core has no wazuh-db, so analysisd loads no MITRE data)
+    assert {"wazuh", "rule:5712", "agent:lab-wazuh", "lab"} <= tags
     assert tags & {"ai-pending", "ai-processing", "ai-reviewed"}, tags
+    for low in (a for a in found if a["rule"]["id"] == "5710"):  # level 5: below <level>7</level>
+        assert alert_by_ref(host, admin_key, low["id"]) == []
 
     def reviewed():
         (current,) = alert_by_ref(host, admin_key, ref)
@@ -99,36 +110,34 @@ def test_wazuh_alert_becomes_an_iris_alert_then_gets_one_ai_comment(host, admin_
     assert done["alert_owner_id"] is None, "the worker must not make itself the owner"
 
 
-def test_ids_alert_with_a_known_bad_ip_is_enriched_from_opencti(host, settings):
-    alert_id = f"stack-ids-{uuid.uuid4().hex}"
-    append_alerts(host, [{
-        "timestamp": "2026-11-25T10:05:00.000+0000",
-        "rule": {"level": 6, "description": "Suricata: Alert - ET CNC Known C2", "id": "86601",
-                 "groups": ["ids", "suricata"]},
-        "agent": {"id": "002", "name": "sensor-01", "ip": "10.0.0.9"},
-        "manager": {"name": "lab-wazuh"},
-        "id": alert_id,
-        "decoder": {"name": "json"},
-        "data": {"src_ip": "10.0.0.23", "src_port": "51234", "dest_ip": KNOWN_BAD_IP, "dest_port": "443",
-                 "proto": "TCP", "event_type": "alert",
-                 "alert": {"signature": "ET CNC Known C2", "signature_id": "2000001", "severity": "1"}},
-        "location": "/var/log/suricata/eve.json",
-    }])
-    record = settings["molecule_queue_record"]
+def test_stock_ids_alert_with_a_known_bad_ip_is_enriched_and_the_enrichment_reaches_iris(host, admin_key):
+    """86601 is level 3 in the stock ruleset: the role's second block sends it to the enrichment, whose
+    match becomes the 110202 alert (level 12), which the forwarder sends to IRIS."""
+    before = alerts_count(host)
+    signature = f"ET CNC Known C2 {uuid.uuid4().hex[:12]}"
+    send_log_line(host, "/var/log/suricata/eve.json", json.dumps({
+        "timestamp": "2026-11-25T10:05:00.000000+0000", "event_type": "alert", "src_ip": "10.0.0.23",
+        "src_port": 51234, "dest_ip": KNOWN_BAD_IP, "dest_port": 443, "proto": "TCP",
+        "alert": {"action": "allowed", "signature": signature, "signature_id": 2000001, "severity": 1}}))
+    stock = wait_for("the stock 86601 alert", lambda: new_alerts_with(host, before, signature, "86601"))[0]
+    assert (stock["rule"]["id"], stock["rule"]["level"]) == ("86601", 3)
 
-    def enrichment_events():
-        lines = host.run(f"cat {record} 2>/dev/null").stdout.splitlines()
-        return [line for line in lines if alert_id in line and '"integration"' in line and "opencti" in line]
+    def enrichment():
+        return [a for a in alerts_since(host, before) if a["rule"]["id"] == "110202"
+                and a["data"]["opencti"].get("source", {}).get("alert_id") == stock["id"]]
 
-    events = wait_for("an OpenCTI enrichment event on the queue socket", enrichment_events, timeout=60)
-    assert any(KNOWN_BAD_IP in event for event in events)
+    (enriched,) = wait_for("the OpenCTI match alert (110202)", enrichment, timeout=90)
+    assert enriched["rule"]["level"] == 12 and enriched["data"]["opencti"]["matched_value"] == KNOWN_BAD_IP
+    (in_iris,) = wait_for("the enrichment alert in IRIS", lambda: alert_by_ref(host, admin_key, enriched["id"]))
+    assert "rule:110202" in in_iris["alert_tags"].split(",")
+    assert alert_by_ref(host, admin_key, stock["id"]) == []  # level 3: below the forwarder's level 7
 
 
 def test_the_rollout_restarted_the_manager_once(host):
     """converge + idempotence: wazuh_iris and wazuh_opencti both changed the manager's configuration,
-    and the one `restart wazuh-manager` handler restarted it once (the stand-in logs every start;
-    prepare emptied the log)."""
-    starts = host.file("/var/log/wazuh-standin-starts.log").content_string.splitlines()
+    and the one `restart wazuh-manager` handler restarted it once (a drop-in of prepare logs every start
+    of the unit; prepare emptied the log)."""
+    starts = host.file("/var/log/wazuh-manager-starts.log").content_string.splitlines()
     assert starts == ["started"], starts
 
 

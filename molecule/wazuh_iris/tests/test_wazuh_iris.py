@@ -1,11 +1,14 @@
-"""Checks of the wazuh_iris role on the Wazuh manager stand-in: files, owners and modes, the ossec.conf
-block, the replay units, and alerts that go from alerts.json through the integratord emulator and the
-forwarder to the IRIS emulator - including an IRIS outage of 50 alerts that the replay delivers once each.
+"""Checks of the wazuh_iris role on a real Wazuh manager (lab image, stock ruleset): files, owners and
+modes, the ossec.conf block, the replay units, and alerts that go through the real integratord and the
+forwarder to the IRIS emulator - sshd log lines that analysisd turns into the stock brute-force alert,
+alerts appended to alerts.json, and an IRIS outage of 50 alerts that the replay delivers once each.
+Every alert carries the level its stock rule has.
 """
 
 import json
 import re
 import sys
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -14,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "_shared"))
 import lab_checks
-from lab_checks import append_alerts, wait_for
+from lab_checks import alerts_count, alerts_since, append_alerts, send_log_line, wait_for
 
 OSSEC = "/var/ossec"
 PROGRAM = f"{OSSEC}/integrations/custom-wazuh_iris.py"
@@ -56,12 +59,17 @@ def customer_id(host, settings):
     return next(c["customer_id"] for c in customers if c["customer_name"] == settings["molecule_iris_customer"])
 
 
-def wazuh_alert(alert_id, level=10):
+STOCK_5715 = {"level": 3, "description": "sshd: authentication success.", "id": "5715",
+              "groups": ["syslog", "sshd", "authentication_success"]}
+
+
+def wazuh_alert(alert_id, rule=None):
+    """An alert as analysisd writes it; by default of the stock rule 5712 (level 10)."""
     return {
         "timestamp": "2026-11-25T10:00:00.000+0000",
-        "rule": {"level": level, "description": "sshd: brute force trying to get access to the system.",
-                 "id": "5712", "groups": ["syslog", "sshd", "authentication_failures"],
-                 "mitre": {"id": ["T1110"], "tactic": ["Credential Access"], "technique": ["Brute Force"]}},
+        "rule": rule or {"level": 10, "description": "sshd: brute force trying to get access to the system.",
+                         "id": "5712", "groups": ["syslog", "sshd", "authentication_failures"],
+                         "mitre": {"id": ["T1110"], "tactic": ["Credential Access"], "technique": ["Brute Force"]}},
         "agent": {"id": "000", "name": NODE},
         "manager": {"name": NODE},
         "id": alert_id,
@@ -195,7 +203,7 @@ def test_replay_timer_enabled_and_service_hardened(host):
 # --------------------------------------------------------------------------------- alerts end to end
 def test_alert_reaches_iris_with_customer_severity_and_tags(host, settings):
     ref = f"molecule-{uuid.uuid4().hex}"
-    append_alerts(host, [wazuh_alert(f"{ref}-low", level=3), wazuh_alert(ref)])
+    append_alerts(host, [wazuh_alert(f"{ref}-low", rule=STOCK_5715), wazuh_alert(ref)])
     (alert,) = wait_for("the alert in IRIS", lambda: [a for a in iris_alerts(host, settings, ref)
                                                       if a["alert_source_ref"] == f"{NODE}:{ref}"])
     assert alert["alert_customer_id"] == customer_id(host, settings)
@@ -206,8 +214,35 @@ def test_alert_reaches_iris_with_customer_severity_and_tags(host, settings):
     tags = alert["alert_tags"].split(",")
     assert {"wazuh", "rule:5712", "agent:wazuh-iris-manager", "T1110", "lab", "molecule", "ai-pending"} <= set(tags)
     assert alert["alert_source_link"] == f"https://wazuh.lab/app/threat-hunting?tab=events&alert={ref}"
-    # the level-3 alert came first and was filtered out by <level>7</level>
+    # the level-3 alert (stock 5715) came first and was filtered out by <level>7</level>
     assert [a["alert_source_ref"] for a in iris_alerts(host, settings, ref)] == [f"{NODE}:{ref}"]
+
+
+def test_sshd_log_lines_become_the_stock_brute_force_alert_and_reach_iris_once(host, settings):
+    """Eight `Invalid user` lines from one address: analysisd raises 5710 (level 5) eight times, then
+    5712 (level 10, frequency 8); integratord forwards only the level-10 alert, exactly once."""
+    before = alerts_count(host)
+    source = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+    user = f"molecule{uuid.uuid4().hex[:8]}"
+    for n in range(8):
+        send_log_line(host, "/var/log/auth.log", time.strftime("%b %e %H:%M:%S")
+                      + f" {NODE} sshd[{4100 + n}]: Invalid user {user} from {source} port {50000 + n}")
+
+    def brute_force():
+        found = [a for a in alerts_since(host, before) if source in json.dumps(a)]
+        return found if any(a["rule"]["id"] == "5712" for a in found) else None
+
+    found = wait_for("the stock 5712 alert in alerts.json", brute_force)
+    (alert,) = [a for a in found if a["rule"]["id"] == "5712"]
+    assert alert["rule"]["level"] == 10 and alert["rule"]["frequency"] == 8
+    assert {a["rule"]["id"] for a in found} == {"5710", "5712"}
+    assert {a["rule"]["level"] for a in found if a["rule"]["id"] == "5710"} == {5}
+    ref = f"{alert['manager']['name']}:{alert['id']}"
+    (in_iris,) = wait_for("the 5712 alert in IRIS", lambda: iris_alerts(host, settings, alert["id"]))
+    assert in_iris["alert_source_ref"] == ref
+    assert "rule:5712" in in_iris["alert_tags"].split(",")
+    for low in (a for a in found if a["rule"]["id"] == "5710"):  # level 5 < <level>7</level>: not forwarded
+        assert iris_alerts(host, settings, low["id"]) == []
 
 
 def test_outage_spools_and_replay_delivers_each_alert_once(host, settings):

@@ -1,18 +1,22 @@
-"""Checks of the wazuh_opencti role on the Wazuh manager stand-in: files, owners and modes, the ossec.conf
-block, and an IDS alert that goes from alerts.json through the integratord emulator and custom-opencti
-to the OpenCTI emulator (exactly one query) and back to the queue socket as enrichment events.
+"""Checks of the wazuh_opencti role on a real Wazuh manager (lab image, stock ruleset): files, owners and
+modes, the ossec.conf blocks, and a Suricata alert at its stock level (86601, level 3) that goes from a
+log line through analysisd, integratord and custom-opencti to the OpenCTI emulator (exactly one query)
+and back through the queue socket to analysisd, which fires the enrichment rules.
 """
 
 import hashlib
 import json
 import re
 import shlex
-import time
+import sys
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "_shared"))
+import lab_checks
 
 OSSEC = "/var/ossec"
 OSSEC_CONF = f"{OSSEC}/etc/ossec.conf"
@@ -125,25 +129,29 @@ def test_ossec_conf_keeps_wazuh_ownership_and_mode(host):
     assert (conf.user, conf.group, conf.mode) == ("root", "wazuh", 0o660)
 
 
-def test_integration_block_sits_inside_ossec_config(host, settings):
+def test_integration_blocks_sit_inside_ossec_config(host, settings):
     text, block = the_block(host)
     before, after = text.split(block)
     assert before.rfind("<ossec_config>") > before.rfind("</ossec_config>")
     assert after.lstrip().startswith("</ossec_config>")
-    (element,) = ET.fromstring(f"<root>{block}</root>").iter("integration")  # noqa: S314 -- the role's own block
-    values = {child.tag: child.text for child in element}
+    main, main_rules = ET.fromstring(f"<root>{block}</root>").iter("integration")  # noqa: S314 -- the role's own
+    values = {child.tag: child.text for child in main}
     options = json.loads(values.pop("options"))
-    assert values == {
+    common = {
         "name": "custom-opencti",
         "hook_url": f"http://127.0.0.1:{settings['molecule_opencti_port']}/graphql",
         "api_key": settings["molecule_opencti_token"],
-        "group": "syscheck_file,ids,audit_command,sonicwall,fortigate",
-        "level": "5",
         "alert_format": "json",
         "timeout": "10",
     }
+    assert values == {**common, "group": "syscheck_file,ids,audit_command,sonicwall,fortigate", "level": "5"}
+    # the main stock rules of ids and audit_command are level 3: a second block sends exactly those
+    second = {child.tag: child.text for child in main_rules}
+    assert json.loads(second.pop("options")) == options
+    assert second == {**common, "rule_id": "86601,80792", "level": "3"}
     # settings the inventory leaves empty are not written: the program's own defaults apply
-    assert options == {"debug": False, "state_dir": STATE_DIR, "verify_tls": True}
+    assert options == {"debug": False, "state_dir": STATE_DIR, "verify_tls": True,
+                       "queue_socket": f"{OSSEC}/queue/sockets/queue"}
     assert json.loads(host.file(f"{OSSEC}/etc/opencti.json").content_string) == options
 
 
@@ -153,49 +161,44 @@ def test_integratord_accepts_the_configuration_and_enabled_the_integration(host)
     assert "Enabling integration for: 'custom-opencti'." in read(host, f"{OSSEC}/logs/ossec.log")
 
 
-def test_ids_alert_gives_one_opencti_query_and_enrichment_events_on_the_queue(host, settings):
-    request_log, queue_record = settings["molecule_opencti_request_log"], settings["molecule_queue_record"]
+def eve_alert_line(signature):
+    """A Suricata eve.json alert line towards an address the emulator's sample intel knows."""
+    return json.dumps({
+        "timestamp": "2026-11-25T10:00:00.000000+0000", "event_type": "alert", "src_ip": "192.168.20.14",
+        "src_port": 51514, "dest_ip": C2_IP, "dest_port": 443, "proto": "TCP",
+        "alert": {"action": "allowed", "signature": signature, "signature_id": 2030001, "severity": 1},
+    })
+
+
+def test_stock_suricata_alert_is_enriched_and_the_enrichment_rules_fire(host, settings):
+    """86601 is level 3 in the stock ruleset, below wazuh_opencti_level 5: it reaches the program through the
+    second block. One OpenCTI query; analysisd turns the two enrichment events into base+2 and base+3."""
+    request_log = settings["molecule_opencti_request_log"]
+    base = settings["molecule_rule_id_base"]
     host.run(f"rm -f {CACHE}")  # a repeated verify must ask OpenCTI again
     requests_before = len(lines(host, request_log))
-    alert_id = f"{int(time.time())}.{uuid.uuid4().int % 100000}"
-    alert = {
-        "timestamp": "2026-11-25T10:00:00.000+0000",
-        "id": alert_id,
-        "rule": {"id": "86601", "level": 6, "description": "Suricata: Alert - ET MALWARE CnC beacon",
-                 "groups": ["ids", "suricata"]},
-        "agent": {"id": "004", "name": "app01", "ip": "192.168.20.14"},
-        "manager": {"name": "wazuh-opencti-bookworm"},
-        "location": "/var/log/suricata/eve.json",
-        "data": {"src_ip": "192.168.20.14", "src_port": "51514", "dest_ip": C2_IP, "dest_port": "443",
-                 "proto": "TCP", "alert": {"signature": "ET MALWARE CnC beacon", "signature_id": "2030001"}},
-    }  # fmt: skip
-    appended = host.run(f"printf '%s\\n' {shlex.quote(json.dumps(alert))} >> {ALERTS_JSON}")
-    assert appended.rc == 0, appended.stderr
+    alerts_before = lab_checks.alerts_count(host)
+    signature = f"ET MALWARE CnC beacon {uuid.uuid4().hex[:12]}"
+    lab_checks.send_log_line(host, "/var/log/suricata/eve.json", eve_alert_line(signature))
 
-    # Wait until an event for the alert has arrived and the program has exited (integratord then
-    # removes its temp files), so that every query and event it made is counted.
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        received = [line for line in lines(host, queue_record) if alert_id in line]
-        running = host.run("ls /tmp/custom-opencti-*.alert").rc == 0
-        if received and not running:
-            break
-        assert time.monotonic() < deadline, read(host, f"{OSSEC}/logs/ossec.log")[-2000:]
-        time.sleep(0.5)
+    def enrichment():
+        found = lab_checks.alerts_since(host, alerts_before)
+        (stock,) = [a for a in found if a["rule"]["id"] == "86601"] or [None]
+        if stock is None:
+            return None
+        ours = [a for a in found
+                if a.get("data", {}).get("opencti", {}).get("source", {}).get("alert_id") == stock["id"]]
+        return (stock, ours) if len(ours) >= 2 and host.run("ls /tmp/custom-opencti-*.alert").rc != 0 else None
+
+    stock, ours = lab_checks.wait_for("the enrichment alerts", enrichment, timeout=WAIT_SECONDS * 2)
+    assert stock["rule"]["level"] == 3 and signature in stock["rule"]["description"]
+    assert sorted((int(a["rule"]["id"]), a["rule"]["level"], a["data"]["opencti"]["event_type"]) for a in ours) == [
+        (base + 2, 12, "indicator_pattern_match"), (base + 3, 12, "observable_with_indicator")]
+    assert {a["data"]["opencti"]["matched_value"] for a in ours} == {C2_IP}
 
     new_requests = [json.loads(line) for line in lines(host, request_log)[requests_before:]]
     assert len(new_requests) == 1
     assert new_requests[0]["authorized"]
     assert C2_IP in json.dumps(new_requests[0]["body"]["variables"])
-
-    events = []
-    for line in received:
-        prefix = "1:[004] (app01) 192.168.20.14->opencti:"
-        assert line.startswith(prefix), line[:120]
-        payload = json.loads(line[len(prefix) :])
-        assert payload["integration"] == "opencti"
-        events.append(payload["opencti"])
-    kinds = sorted((event["event_type"], event["matched_value"]) for event in events)
-    assert kinds == [("indicator_pattern_match", C2_IP), ("observable_with_indicator", C2_IP)]
     assert "Unable to run integration" not in read(host, f"{OSSEC}/logs/ossec.log")
     assert settings["molecule_opencti_token"] not in read(host, f"{OSSEC}/logs/integrations.log")
