@@ -172,11 +172,12 @@ def home(emu, opencti_queue, opencti_token):
     wazuh.close()
 
 
-def suricata_alert(dest_ip, *, level=6, groups=("ids", "suricata"), alert_id="1764064800.1234"):
+def suricata_alert(dest_ip, *, level=3, groups=("ids", "suricata"), alert_id="1764064800.1234", rule_id="86601"):
+    """A Suricata alert; by default of the stock rule 86601 at its stock level 3."""
     return {
         "timestamp": "2026-11-25T10:00:00.000+0000",
         "id": alert_id,
-        "rule": {"id": "86601", "level": level, "description": "Suricata: Alert - ET MALWARE CnC beacon",
+        "rule": {"id": rule_id, "level": level, "description": "Suricata: Alert - ET MALWARE CnC beacon",
                  "groups": list(groups)},
         "agent": {"id": "004", "name": "app01", "ip": "192.168.20.14"},
         "location": "/var/log/suricata/eve.json",
@@ -188,12 +189,17 @@ def suricata_alert(dest_ip, *, level=6, groups=("ids", "suricata"), alert_id="17
 # --------------------------------------------------------------------------- tests
 
 
-def test_the_role_block_is_read_by_integratord_and_its_options_by_the_program(home):
-    (integration,) = read_config(str(home.dir / "etc" / "ossec.conf"))
+def test_the_role_blocks_are_read_by_integratord_and_their_options_by_the_program(home):
+    integration, main_rules = read_config(str(home.dir / "etc" / "ossec.conf"))
     assert integration.name == "custom-opencti"
     assert integration.group == "syscheck_file,ids,audit_command,sonicwall,fortigate"
     assert (integration.level, integration.timeout, integration.alert_format) == (5, 10, "json")
     assert integration.api_key == home.token
+    # the main stock rules of ids and audit_command (level 3 in Wazuh's ruleset) in a block of their own
+    assert (main_rules.name, main_rules.rule_id, main_rules.level) == ("custom-opencti", [86601, 80792], 3)
+    assert not main_rules.group
+    assert (main_rules.options, main_rules.api_key, main_rules.timeout) == (
+        integration.options, integration.api_key, integration.timeout)
     options_file = home.dir / "role.options"
     options_file.write_text(integration.options + "\n")
     options, problems = load_options(str(options_file))
@@ -209,8 +215,10 @@ def test_the_role_block_is_read_by_integratord_and_its_options_by_the_program(ho
 def test_options_json_keeps_xml_special_characters_out_of_ossec_conf():
     block = render("ossec_integration.xml.j2", wazuh_opencti_url="https://opencti.example.org/graphql",
                    wazuh_opencti_token=TOKEN, wazuh_opencti_state_dir="/srv/a&b<c>")  # fmt: skip
-    options = ET.fromstring(block).find("options").text
-    assert "&" not in options and "<" not in options
+    blocks = ET.fromstring(f"<root>{block}</root>").findall("integration")
+    assert len(blocks) == 2
+    options = blocks[0].find("options").text
+    assert "&" not in options and "<" not in options and blocks[1].find("options").text == options
     assert json.loads(options)["state_dir"] == "/srv/a&b<c>"
 
 
@@ -224,6 +232,27 @@ def test_filters_accept_a_comma_separated_string_and_rule_ids(tmp_path):
     assert integration.group == "ids,syscheck_file"
     assert integration.rule_id == [86601, 554]
     assert integration.level == 0
+
+
+@pytest.mark.parametrize(("settings", "main_rule_ids"), [
+    ({}, "86601,80792"),
+    ({"wazuh_opencti_groups": ["audit_command", "syscheck_file"]}, "80792"),  # only the listed groups' rules
+    ({"wazuh_opencti_groups": ["syscheck_file"]}, None),
+    ({"wazuh_opencti_level": 3}, None),  # the first block already takes level 3: no alert may run twice
+    ({"wazuh_opencti_rule_ids": [86601]}, None),  # an explicit rule filter is the whole filter
+    ({"wazuh_opencti_main_rules": {}}, None),
+    ({"wazuh_opencti_main_rules_level": 0, "wazuh_opencti_main_rules": {"ids": [86600, 86601]}}, "86600,86601"),
+])
+def test_the_second_block_sends_the_main_stock_rules_below_the_level(settings, main_rule_ids):
+    block = render("ossec_integration.xml.j2", wazuh_opencti_url="https://opencti.example.org/graphql",
+                   wazuh_opencti_token=TOKEN, **settings)
+    blocks = ET.fromstring(f"<root>{block}</root>").findall("integration")
+    if main_rule_ids is None:
+        assert len(blocks) == 1
+        return
+    _main, second = blocks
+    assert second.find("rule_id").text == main_rule_ids and second.find("group") is None
+    assert int(second.find("level").text) == settings.get("wazuh_opencti_main_rules_level", 3)
 
 
 def test_ids_alert_gives_one_query_and_enrichment_events_then_the_cache_answers(home, emu):
@@ -251,7 +280,8 @@ def test_ids_alert_gives_one_query_and_enrichment_events_then_the_cache_answers(
 @pytest.mark.parametrize(
     "rejected",
     [
-        pytest.param(suricata_alert(C2_IP, level=4, alert_id="1764064800.3"), id="below-level-5"),
+        pytest.param(suricata_alert(C2_IP, level=4, rule_id="86602", alert_id="1764064800.3"), id="below-level-5"),
+        pytest.param(suricata_alert(C2_IP, level=2, alert_id="1764064800.3"), id="main-rule-below-level-3"),
         pytest.param(suricata_alert(C2_IP, groups=("syslog", "sshd"), alert_id="1764064800.3"), id="other-groups"),
     ],
 )
