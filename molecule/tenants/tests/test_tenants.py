@@ -1,7 +1,7 @@
 """Checks of scenario tenants: one IRIS, two customers, two Wazuh manager nodes.
 
-Alerts are appended to alerts.json on tenants-master and tenants-worker, go through the integratord
-emulator and the forwarder the wazuh_iris role installed, over the network to https://tenants-iris:8443,
+Alerts are appended to alerts.json on tenants-master and tenants-worker (real Wazuh managers, lab
+image), go through the real integratord and the forwarder the wazuh_iris role installed, over the network to https://tenants-iris:8443,
 and are looked up in IRIS with the admin key (which sees every customer). integratord is asynchronous,
 so every check polls with a deadline.
 """

@@ -168,7 +168,7 @@ def test_ossec_conf_block_inside_ossec_config(host, settings):
     assert "api_key" not in values  # the key is in one file only, KEY_FILE
     assert settings["molecule_iris_admin_key"] not in text
     assert (values["level"], values["alert_format"]) == ("7", "json")
-    assert (values["timeout"], values["retries"]) == ("10", "3")  # the stand-in reports Wazuh 4.13.1
+    assert (values["timeout"], values["retries"]) == ("10", "3")  # Wazuh 4.14.7 (>= 4.8: timeout and retries)
     assert "&" not in values["options"] and "\\u0026" in values["options"]
     assert json.loads(values["options"]) == json.loads(host.file(OPTIONS).content_string)
 
