@@ -169,15 +169,16 @@ wazuh:
 	else echo "==> no ../shared/wazuh: the real Wazuh manager is not built (its tests skip; the lab needs it)"; fi
 
 .PHONY: molecule
+# Longest first, so that the short ones fill the gaps; MOLECULE_JOBS scenarios at a time
+# (lab/molecule-parallel.sh; each scenario's log in .cache/molecule-logs/).
+MOLECULE_ORDER := stack readme ai_worker iris wazuh_iris wazuh_opencti tenants docker default
+MOLECULE_JOBS ?= 3
 molecule: molecule-venv images
 	@mkdir -p .cache
 	@$(MBIN)/python -c 'import importlib.metadata as m, platform; print("==> molecule %s, ansible %s, ansible-core %s," \
 		" Python %s" % (m.version("molecule"), m.version("ansible"), m.version("ansible-core"), platform.python_version()))'
-	@for s in $(SCENARIOS); do \
-		start=$$(date +%s); echo "==> molecule test -s $$s"; \
-		$(MOLECULE_ENV) $(MBIN)/molecule test -s $$s; \
-		echo "molecule $$s: $$(( $$(date +%s) - start )) s" | tee -a $(TIMINGS); \
-	done
+	@$(MOLECULE_ENV) JOBS=$(MOLECULE_JOBS) TIMINGS=$(TIMINGS) lab/molecule-parallel.sh \
+		$(filter $(SCENARIOS),$(MOLECULE_ORDER)) $(filter-out $(MOLECULE_ORDER),$(SCENARIOS))
 
 # --- the main job: the stack in the local lab -----------------------------------------------------
 .PHONY: lab

@@ -1,5 +1,11 @@
 """Emulator of wazuh-integratord (Wazuh 4.13), for tests.
 
+Why it stays beside the real daemon: tests/integration/opencti/test_opencti_integratord.py runs the
+role's rendered block and the installed program through it without root and without a Wazuh build (a
+clone without ../shared/wazuh has none), in a fraction of a second. Everything the lab and the
+end-to-end checks need runs the real integratord built from Wazuh's sources (molecule scenarios with a
+manager; tests/integration/wazuh/ checks its argv on 4.14.7 and 4.8.2).
+
 What it copies, from ../shared/reference/wazuh-4.13.md §1 (section numbers below are that page's):
 
 - §1.1 the ``<integration>`` reader: the twelve elements, their defaults and checks (digits only for

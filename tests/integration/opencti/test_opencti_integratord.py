@@ -47,10 +47,10 @@ def _ansible_plugins():
     init_plugin_loader()
 
 
-def render(template_name, **overrides):
-    """A role template rendered with the role's defaults and vars plus overrides, as Ansible would."""
+def templar(role=ROLE, **overrides):
+    """A Templar with a role's defaults and vars (and wazuh_common's defaults) plus overrides, as Ansible."""
     from ansible.parsing.dataloader import DataLoader
-    from ansible.template import Templar, trust_as_template
+    from ansible.template import Templar
 
     _ansible_plugins()
     loader = DataLoader()
@@ -58,14 +58,28 @@ def render(template_name, **overrides):
         # the dependency wazuh_common gives the manager's defaults and the fact wazuh_common_result
         **loader.load_from_file(str(ROLE.parent / "wazuh_common" / "defaults" / "main.yml"), trusted_as_template=True),
         "wazuh_common_result": {"version": "4.13.1", "integration_timeout": True},
-        **loader.load_from_file(str(ROLE / "defaults" / "main.yml"), trusted_as_template=True),
-        **loader.load_from_file(str(ROLE / "vars" / "main.yml"), trusted_as_template=True),
-        "role_path": str(ROLE),
+        **loader.load_from_file(str(role / "defaults" / "main.yml"), trusted_as_template=True),
+        **loader.load_from_file(str(role / "vars" / "main.yml"), trusted_as_template=True),
+        "role_path": str(role),
         **overrides,
     }
+    return Templar(loader=loader, variables=variables)
+
+
+def render(template_name, **overrides):
+    """A role template rendered with the role's defaults and vars plus overrides, as Ansible would."""
+    from ansible.template import trust_as_template
+
     text = (ROLE / "templates" / template_name).read_text(encoding="utf-8")
     # the template action and lookup render files without escaping backslashes
-    return Templar(loader=loader, variables=variables).template(trust_as_template(text), escape_backslashes=False)
+    return templar(**overrides).template(trust_as_template(text), escape_backslashes=False)
+
+
+def role_value(role, expression, **overrides):
+    """The value of a Jinja expression with a role's variables."""
+    from ansible.template import trust_as_template
+
+    return templar(ROLE.parent / role, **overrides).template(trust_as_template("{{ " + expression + " }}"))
 
 
 # --------------------------------------------------------------------------- the Wazuh home
@@ -253,6 +267,29 @@ def test_the_second_block_sends_the_main_stock_rules_below_the_level(settings, m
     _main, second = blocks
     assert second.find("rule_id").text == main_rule_ids and second.find("group") is None
     assert int(second.find("level").text) == settings.get("wazuh_opencti_main_rules_level", 3)
+
+
+@pytest.mark.parametrize("home", ["/var/ossec", "/opt/wazuh/var/ossec"])
+def test_the_queue_socket_follows_the_managers_home(home):
+    """A manager elsewhere than /var/ossec: the program must send its events to that manager's queue."""
+    block = render("ossec_integration.xml.j2", wazuh_opencti_url="https://opencti.example.org/graphql",
+                   wazuh_opencti_token=TOKEN, wazuh_common_home=home)
+    for integration in ET.fromstring(f"<root>{block}</root>").findall("integration"):
+        assert json.loads(integration.find("options").text)["queue_socket"] == f"{home}/queue/sockets/queue"
+
+
+@pytest.mark.parametrize(("settings", "groups", "rule_ids"), [
+    ({}, [], []),
+    ({"wazuh_iris_test_rule": True}, [], []),  # no filter: every alert at the level passes
+    ({"wazuh_iris_groups": ["sshd"]}, ["sshd"], []),
+    ({"wazuh_iris_groups": ["sshd"], "wazuh_iris_test_rule": True}, ["sshd", "socstack_wazuh_iris_test"], []),
+    ({"wazuh_iris_rule_ids": [5712], "wazuh_iris_test_rule": True, "wazuh_iris_test_rule_id": 100200},
+     [], ["5712", "100200"]),
+])
+def test_the_iris_test_rule_passes_the_forwarders_filters(settings, groups, rule_ids):
+    """README: with the test rule on, its alert goes to DFIR-IRIS whatever the filters say."""
+    assert role_value("wazuh_iris", "wazuh_iris_group_list", **settings) == groups
+    assert role_value("wazuh_iris", "wazuh_iris_rule_id_list", **settings) == rule_ids
 
 
 def test_ids_alert_gives_one_query_and_enrichment_events_then_the_cache_answers(home, emu):
