@@ -32,19 +32,21 @@ ITEM_ERROR = "item-error"
 AUTH = "auth"
 CONFIG = "config"
 REJECTED = "rejected"
+TENANT = "tenant"  # the account is not linked to this alert's customer: its alerts wait, the others go on
 STALE_IDS = "stale-ids"  # IRIS does not know the severity/status id we sent: refresh the cache
 
 
 class Failure(Exception):
     """An exchange with IRIS that did not succeed; kind says what to do with the alert."""
 
-    def __init__(self, kind, reason, ambiguous=False, retryable=False, tls_verify=None):
+    def __init__(self, kind, reason, ambiguous=False, retryable=False, tls_verify=None, contacted=True):
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
         self.ambiguous = ambiguous
         self.retryable = retryable
         self.tls_verify = tls_verify  # OpenSSL's reason when IRIS's certificate was refused
+        self.contacted = contacted  # False: this run did not ask IRIS (outage marker, deadline already past)
 
 
 class Iris:
@@ -68,7 +70,7 @@ class Iris:
             self.warned_tls = True
             self.log.warning("TLS certificate verification is OFF (verify_tls: false)")
         if self.deadline - time.monotonic() <= 0:
-            raise Failure(UNAVAILABLE, "the run's overall deadline was reached")
+            raise Failure(UNAVAILABLE, "the run's overall deadline was reached", contacted=False)
         headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json", "User-Agent": PROG}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -106,13 +108,14 @@ class Iris:
         except (ValueError, RecursionError):
             envelope = None
         if isinstance(envelope, dict) and envelope.get("status") in ("success", "error"):
-            text = str(envelope.get("message", ""))
+            text, limit = str(envelope.get("message", "")), 500
         else:
             envelope = None
-            text = " ".join(response.body[:300].decode("utf-8", "replace").split())
+            text, limit = response.body[:64 * 1024].decode("utf-8", "replace"), 300
         if 300 <= response.status < 400:
             text = f"redirected to {response.headers.get('location', '?')}"
-        return response.status, envelope, text[:500]
+        # Masked BEFORE it is cut: a key straddling the cut would otherwise survive without its tail.
+        return response.status, envelope, " ".join(self.log.masker.mask(text).split())[:limit]
 
 
 def failure_for(status, envelope, text, method, target):
@@ -124,19 +127,29 @@ def failure_for(status, envelope, text, method, target):
         return Failure(UNAVAILABLE, f"{where} (not IRIS's JSON success envelope)", ambiguous=post)
     if status in (401, 403):
         return Failure(AUTH, f"{where} (check the API key, its groups and customers)")
-    if status in (429, 503):
-        return Failure(UNAVAILABLE, where)
-    if status in (502, 504):
+    if status in (429, 502, 503, 504):
+        # A proxy (Envoy, Istio, nginx) answers 503/502/504 when the upstream failed AFTER the request was
+        # forwarded, and a rate limiter may sit behind IRIS: IRIS may have created the alert.
         return Failure(UNAVAILABLE, where, ambiguous=post)
     if status >= 500:
         return Failure(ITEM_ERROR, where, ambiguous=post)
+    if post and "not entitled" in text:
+        return Failure(TENANT, f"{where} (the IRIS account is not linked to this alert's customer; link it, or fix "
+                               "customer_id / the routing)")
     if 300 <= status < 400 or status in (404, 405) or "not entitled" in text:
-        return Failure(CONFIG, f"{where} (check hook_url and customer_id)")
+        # A 404 from a proxy after IRIS created the alert is not impossible either: look it up before resending.
+        return Failure(CONFIG, f"{where} (check hook_url and customer_id)", ambiguous=post)
     if post and status == 400 and "ForeignKeyViolation" in text and ("severity" in text or "status" in text):
         return Failure(STALE_IDS, where)
     if post and 400 <= status < 500:
         return Failure(REJECTED, where)
     return Failure(CONFIG, f"{where} (unexpected answer)")
+
+
+def _clip(text, limit=200):
+    """An agent-controlled value (a customer name from a label) bounded for a log line."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _succeeded(status, envelope):
@@ -225,7 +238,7 @@ def resolve_customer(client, name, known, *, cache_file, ttl, log):
             rows = get_data(client, "/manage/customers/list")
         except Failure as failure:
             if failure.kind == AUTH:
-                raise Failure(REJECTED, f"customer {name!r} is not in the customers option, and the IRIS account "
+                raise Failure(REJECTED, f"customer {_clip(name)!r} is not in the customers option, and the IRIS account "
                                         f"may not list customers ({failure.reason}); add it to customers") from None
             raise
         if not isinstance(rows, list):
@@ -235,7 +248,7 @@ def resolve_customer(client, name, known, *, cache_file, ttl, log):
         _write_cache(cache_file, client.url, cached, log)
     ident = _find(cached["customers"], name)
     if ident is None:
-        raise Failure(REJECTED, f"IRIS has no customer named {name!r} that the account can see (it does not exist, "
+        raise Failure(REJECTED, f"IRIS has no customer named {_clip(name)!r} that the account can see (it does not exist, "
                                 "or the account is not linked to it); add or link it, or fix customer_field / "
                                 "customer_routes")
     return ident
@@ -254,15 +267,15 @@ def send(client, item, cache_file, ttl, log, *, customers=None, customers_file=N
         severity_id, status_id = resolve_ids(client, item["severity"], item["status"], cache_file=cache_file,
                                              ttl=ttl, log=log, refresh=refresh)
         body = dict(item["payload"], alert_severity_id=severity_id, alert_status_id=status_id, **extra)
-        log.debug(f"POST /alerts/add body: {dumps(body)[:65536]}")
+        log.debug(f"POST /alerts/add body: {dumps(body)}")  # masked, then cut, by the log
         status, envelope, text = client.request("POST", "/alerts/add", body)
         if _succeeded(status, envelope):
             data = envelope.get("data")
             return data.get("alert_id") if isinstance(data, dict) else None
         failure = failure_for(status, envelope, text, "POST", "/alerts/add")
-        if routed and "not entitled" in text:  # one tenant's link is missing: the others go on
-            failure = Failure(REJECTED, f"{failure.reason.split(' (check', 1)[0]} (the IRIS account is not linked to "
-                                        f"customer {routed!r}, id {extra['alert_customer_id']}; link it)")
+        if routed and failure.kind == TENANT:  # one tenant's link is missing: its alerts wait, the others go on
+            failure.reason = (f"{failure.reason.split(' (the IRIS', 1)[0]} (the IRIS account is not linked to "
+                              f"customer {_clip(routed)!r}, id {extra['alert_customer_id']}; link it)")
         if failure.kind == STALE_IDS and not refresh:
             log.warning(f"IRIS refused the cached severity/status ids; refreshing them ({text[:120]})")
             refresh = True
