@@ -38,8 +38,9 @@ class Run:
     accepted: alerts IRIS created in this run. streak: POSTs of fresh items in a row answered 5xx;
     failed_writes: all 5xx answers to POSTs. suspects: spool paths of items whose 5xx came while IRIS had
     accepted nothing yet (counted as their own failure only once IRIS accepted another alert in the run;
-    see confirm_suspects); probed: a suspect was already tried in this run while nothing was accepted. blocked_tenants: customers whose alerts IRIS
-    refused in this run because the account is not linked to them (their other alerts wait, others go on).
+    see confirm_suspects); probed: a suspect was already tried in this run while nothing was accepted.
+    blocked_tenants: customers whose alerts IRIS refused in this run because the account is not linked to
+    them (their other alerts wait, the others go on).
     """
 
     def __init__(self, options, log, client, spool):

@@ -39,7 +39,7 @@ STALE_IDS = "stale-ids"  # IRIS does not know the severity/status id we sent: re
 class Failure(Exception):
     """An exchange with IRIS that did not succeed; kind says what to do with the alert."""
 
-    def __init__(self, kind, reason, ambiguous=False, retryable=False, tls_verify=None, contacted=True):
+    def __init__(self, kind, reason, ambiguous=False, retryable=False, *, tls_verify=None, contacted=True):
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
@@ -238,8 +238,9 @@ def resolve_customer(client, name, known, *, cache_file, ttl, log):
             rows = get_data(client, "/manage/customers/list")
         except Failure as failure:
             if failure.kind == AUTH:
-                raise Failure(REJECTED, f"customer {_clip(name)!r} is not in the customers option, and the IRIS account "
-                                        f"may not list customers ({failure.reason}); add it to customers") from None
+                raise Failure(REJECTED, f"customer {_clip(name)!r} is not in the customers option, and the IRIS "
+                                        f"account may not list customers ({failure.reason}); add it to "
+                                        "customers") from None
             raise
         if not isinstance(rows, list):
             raise Failure(UNAVAILABLE, "GET /manage/customers/list answered without a list")
@@ -248,8 +249,8 @@ def resolve_customer(client, name, known, *, cache_file, ttl, log):
         _write_cache(cache_file, client.url, cached, log)
     ident = _find(cached["customers"], name)
     if ident is None:
-        raise Failure(REJECTED, f"IRIS has no customer named {_clip(name)!r} that the account can see (it does not exist, "
-                                "or the account is not linked to it); add or link it, or fix customer_field / "
+        raise Failure(REJECTED, f"IRIS has no customer named {_clip(name)!r} that the account can see (it does not "
+                                "exist, or the account is not linked to it); add or link it, or fix customer_field / "
                                 "customer_routes")
     return ident
 

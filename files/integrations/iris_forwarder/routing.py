@@ -113,7 +113,8 @@ def route(alert, options):
     for number, rule in enumerate(options["customer_routes"], 1):
         for candidate in _candidates(field_value(alert, rule["field"])):
             if glob_match(rule["match"], candidate):
-                return rule["customer"], f"route {number} ({rule['field']} {rule['match']!r} matched {_clip(candidate)!r})"
+                matched = f"{rule['field']} {rule['match']!r} matched {_clip(candidate)!r}"
+                return rule["customer"], f"route {number} ({matched})"
     return None, NO_ROUTE
 
 

@@ -193,7 +193,6 @@ def read_head(path, limit, error, where):
 def check_key_file_mode(path, error, where):
     """Raise error when every local user may read or write the key file (the role writes it root:wazuh 0640)."""
     import os  # noqa: PLC0415 -- loaded at start-up already
-
     import stat  # noqa: PLC0415 -- loaded by os already
 
     try:
