@@ -28,7 +28,7 @@ REJECTED_KEEP_BYTES = 1024 * 1024  # how much of an unparseable alert file is ke
 STALE_TEMP_SECONDS = 600  # temp files older than this were left by a killed writer
 MAX_ITEM_BYTES = 64 * 1024 * 1024  # a spool file larger than this is not one of ours
 ITEM_VERSION = 3
-MARK_PREFIX = b'{"mark": "'
+MARK_PREFIX = b'{"mark":"'
 STATES = ("unsent", "unknown")
 STAMP_WIDTH = 60
 MARK_WIDTH = 7 + 1 + 17 + 1 + STAMP_WIDTH
@@ -82,8 +82,11 @@ def decode(document):
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")
     item = dict(document)
+    has_mark = "mark" in item
     mark = item.pop("mark", None)
-    if isinstance(mark, str) and len(mark) == MARK_WIDTH:
+    if has_mark and not (isinstance(mark, str) and len(mark) == MARK_WIDTH):
+        item.update(state="unknown", sent_at=None, sent_clock=None)  # a damaged mark: look it up before any resend
+    elif has_mark:
         state = mark[:7].strip()
         try:
             sent_at = float(mark[8:25])
