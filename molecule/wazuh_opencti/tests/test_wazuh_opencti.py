@@ -136,14 +136,18 @@ def test_integration_block_sits_inside_ossec_config(host, settings):
     assert values == {
         "name": "custom-opencti",
         "hook_url": f"http://127.0.0.1:{settings['molecule_opencti_port']}/graphql",
-        "api_key": settings["molecule_opencti_token"],
         "group": "syscheck_file,ids,audit_command,sonicwall,fortigate",
         "level": "5",
         "alert_format": "json",
         "timeout": "10",
     }
     # settings the inventory leaves empty are not written: the program's own defaults apply
-    assert options == {"debug": False, "state_dir": STATE_DIR, "verify_tls": True}
+    assert options == {"api_key_file": f"{OSSEC}/etc/opencti.token", "debug": False, "state_dir": STATE_DIR,
+                       "verify_tls": True}
+    assert settings["molecule_opencti_token"] not in text  # no <api_key>: the token is in no command line
+    token = host.file(f"{OSSEC}/etc/opencti.token")
+    assert (token.user, token.group, token.mode) == ("root", "wazuh", 0o640)
+    assert token.content_string.strip() == settings["molecule_opencti_token"]
     assert json.loads(host.file(f"{OSSEC}/etc/opencti.json").content_string) == options
 
 
