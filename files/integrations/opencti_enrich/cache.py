@@ -100,7 +100,7 @@ class ResultCache:
         return {k: v for k, v in entries.items() if isinstance(v, dict) and _stamp(v.get("stored"))}
 
     def _live(self, entry, now):
-        return 0 <= now - entry["stored"] + FUTURE_SLACK and now - entry["stored"] < self.ttl
+        return now - entry["stored"] + FUTURE_SLACK >= 0 and now - entry["stored"] < self.ttl
 
     def get(self, obs):
         """The cached result, or None when absent, older than the TTL, dated in the future, or of another shape."""
