@@ -5,8 +5,8 @@
 Every layout Wazuh 4.x uses is accepted (docs/opencti.md, "Command line"); the literal redirect
 element integratord appends, whole or split, is ignored. The token comes from the file the option
 api_key_file names (the role writes it; ossec.conf then has no <api_key>, so it is in no process's
-command line); integratord's API_KEY argument is used only when that option is unset. The role's preflight checks have their
-own command lines (preflight.py): --check-options and --check-connection.
+command line); integratord's API_KEY argument is used only when that option is unset. The role's
+preflight checks have their own command lines (preflight.py): --check-options and --check-connection.
 """
 from socstack_core import options as opt
 
