@@ -307,6 +307,8 @@ def _drain_one(run, held, counts):
     except Failure as failure:
         return failure if failure.kind in (UNAVAILABLE, AUTH, CONFIG) else None
     alert_id, failure = attempt(run, held, item)
+    if item["suspect"] and (failure is None or failure.kind != ITEM_ERROR):
+        run.probed = False  # only a 5xx uses up the probe (a customer not linked says nothing about IRIS)
     if failure is None:
         counts["sent"] += 1
         log.info(f"replayed alert {ref} -> IRIS alert {alert_id}")
