@@ -17,7 +17,8 @@ import time
 from socstack_core import clock, faults
 
 KILL_POINTS = ("alert:writing", "alert:spooled", "deliver:marked", "iris:post-sending", "iris:post-answered",
-               "deliver:delivered", "deliver:failed", "deliver:removed", "drain:lookup", "file:write", "file:rename")
+               "deliver:delivered", "deliver:failed", "deliver:removed", "drain:lookup", "file:write", "file:rename",
+               "file:mark")
 IRIS_MODES = ("ok", "fail_one", "fail_all_writes", "down_503", "503_before", "429_before", "404_before",
               "503_after", "429_after", "404_after", "html_after", "reset_before", "reset_after")
 TENANT = "Acme"

@@ -21,7 +21,7 @@ so a spool that filled its own disk still drains.
 import os
 import time
 
-from socstack_core import clock, files
+from socstack_core import clock, faults, files
 from socstack_core.jsonio import dumps, loads
 
 REJECTED_KEEP_BYTES = 1024 * 1024  # how much of an unparseable alert file is kept for inspection
@@ -173,6 +173,7 @@ class Spool:
             return self.update(held, item)
         text = mark_text(item).encode("ascii")
         offset = len(MARK_PREFIX)
+        faults.point("file:mark")
         if os.pwrite(held.fd, text, offset) != len(text):
             raise OSError("short write of the mark")
         os.fsync(held.fd)
