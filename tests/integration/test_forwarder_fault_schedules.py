@@ -48,7 +48,7 @@ from tests.emulators.iris import IrisEmulator
 from tests.support import fault_schedule as fs
 from tests.support.forwarder import Manager, alert
 
-EXAMPLES = FAULT_EXAMPLES or 12
+EXAMPLES = FAULT_EXAMPLES or 25
 STEPS = 25
 MAX_HOLDS = 4
 LOGIN = "wazuh-forwarder"
