@@ -337,3 +337,12 @@ def test_schedule_a_server_wide_write_failure_with_concurrent_runs_and_a_step_ba
                  ("concurrent_alert_runs", {"count": 4, "tenant": False}),
                  ("replay", {}), ("step_the_wall_clock", {"days": -1}), ("alert_run", {"tenant": True}),
                  ("replay", {}), ("time_passes", {"seconds": 4000}), ("replay", {}))
+
+
+def test_schedule_an_unknown_alert_of_an_unlinked_customer_is_looked_up_again_once_linked():
+    """Shrunk (a real defect, found by the deep search): an alert of unknown outcome whose customer was
+    unlinked was looked up (IRIS shows an account only its customers' alerts, so: absent), POSTed, refused
+    (not entitled) and marked unsent; once linked it was sent again although IRIS had the first send: two
+    copies. It now stays unknown, and is looked up again once the link is back."""
+    run_schedule(("alert_run_with_a_post_held", {"commit": True, "tenant": True}), ("held_posts_finish", {}),
+                 ("tenant_link", {"linked": False}), ("time_passes", {"seconds": 4000}), ("replay", {}))

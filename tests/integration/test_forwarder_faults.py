@@ -11,12 +11,11 @@ import errno
 import json
 import os
 import signal
-import threading
 
 import pytest
 from socstack_core import faults
 
-from tests.support.forwarder import FaultyChild, Hook, alert, refs
+from tests.support.forwarder import FaultyChild, Hook, alert, late_commit, refs
 
 ALERT_STEPS = ["alert:spooled", "deliver:marked", "iris:post-sending", "iris:post-answered", "deliver:delivered"]
 
@@ -85,14 +84,8 @@ def test_the_drain_never_touches_an_alert_another_process_is_sending(manager, em
 def test_an_iris_that_commits_after_the_client_gave_up_gets_the_alert_once(manager, emu):
     """nginx in front of IRIS waits 60 s for it; the forwarder only TIMEOUT. The replay must not look the
     alert up, let alone resend it, before the ambiguity window has passed since the send."""
-    release, committed = threading.Event(), threading.Event()
-
-    def late(phase, body):
-        if phase == "before":
-            assert release.wait(60)
-        else:
-            committed.set()
-    with Hook(emu, late):
+    hook, release, committed = late_commit(emu)
+    with hook:
         assert manager.run(alert(1), timeout="1", retries="3") == 2
         (item,) = manager.spooled()
         assert item["state"] == "unknown"

@@ -13,7 +13,7 @@ import pytest
 from iris_forwarder import routing
 from socstack_core import clock
 
-from tests.support.forwarder import Hook, alert, refs
+from tests.support.forwarder import Hook, alert, late_commit, refs
 
 FILTER = "/alerts/filter"
 
@@ -110,14 +110,8 @@ def test_the_outage_marker_is_not_refreshed_by_runs_that_did_not_ask_iris(manage
 # ------------------------------------------------------------------------------------------- clocks
 def test_a_clock_stepped_forward_does_not_resend_an_alert_still_in_flight(manager, emu, monkeypatch):
     """Was: the ambiguity window was wall-clock time; a step forward ended it while IRIS still worked: 2 copies."""
-    release, committed = threading.Event(), threading.Event()
-
-    def late(phase, body):
-        if phase == "before":
-            assert release.wait(60)
-        else:
-            committed.set()
-    with Hook(emu, late):
+    hook, release, committed = late_commit(emu)
+    with hook:
         assert manager.run(alert(1), timeout="1") == 2
         real = time.time
         monkeypatch.setattr(time, "time", lambda: real() + 86400)  # NTP steps the clock a day forward

@@ -182,6 +182,20 @@ def wait_for(predicate, seconds=5.0):
         time.sleep(0.02)
 
 
+def late_commit(emu):
+    """(Hook, release, committed): the POST is held until release is set, then IRIS commits it (committed)."""
+    import threading
+
+    release, committed = threading.Event(), threading.Event()
+
+    def late(phase, body):
+        if phase == "before":
+            assert release.wait(60)
+        else:
+            committed.set()
+    return Hook(emu, late), release, committed
+
+
 def reply_once(status, message, phase="before"):
     """A hook function answering the first POST with (status, envelope) and letting later ones through."""
     calls = []

@@ -126,6 +126,7 @@ def attempt(run, held, item, already_marked=False):
     space), then POSTs, then settles the file: removed on success, otherwise rewritten (see settle).
     """
     spool, ref = run.spool, item["source_ref"]
+    prior = item["state"]
     if not already_marked:
         item = marked(item)
         try:
@@ -138,7 +139,7 @@ def attempt(run, held, item, already_marked=False):
         alert_id = run.send(item)
     except Failure as failure:
         faults.point("deliver:failed")
-        settle(run, held, item, failure)
+        settle(run, held, item, failure, prior)
         return None, failure
     faults.point("deliver:delivered")
     spool.done(held)
@@ -184,8 +185,13 @@ def count_failure(run, held, item, reason, ambiguous):
                             failed_clock=clock.stamp() if backoff else None))
 
 
-def settle(run, held, item, failure):
-    """Record a failed attempt: rejected/, or back in the spool with its state. Raises StorageError."""
+def settle(run, held, item, failure, prior="unsent"):
+    """Record a failed attempt: rejected/, or back in the spool with its state. Raises StorageError.
+
+    prior: the item's state before this attempt. An item that was unknown and is refused because the account
+    is not linked to its customer stays unknown: the lookup before this POST could not see that customer's
+    alerts, so IRIS may still hold an earlier send; it is looked up again once the link is back.
+    """
     log, ref = run.log, item["source_ref"]
     try:
         if failure.kind == REJECTED:
@@ -205,8 +211,9 @@ def settle(run, held, item, failure):
             run.spool.demote(held)
             run.suspects.append(held.path)
             return
-        settled = dict(item, state="unknown" if failure.ambiguous else "unsent", last_error=failure.reason)
-        if not failure.ambiguous:
+        keep_unknown = failure.ambiguous or (failure.kind == TENANT and prior == "unknown")
+        settled = dict(item, state="unknown" if keep_unknown else "unsent", last_error=failure.reason)
+        if not keep_unknown:
             settled["sent_at"] = settled["sent_clock"] = None
         if settled != item:
             _record(run, held, settled)
