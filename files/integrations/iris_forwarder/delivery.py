@@ -126,7 +126,8 @@ def attempt(run, held, item, already_marked=False):
     space), then POSTs, then settles the file: removed on success, otherwise rewritten (see settle).
     """
     spool, ref = run.spool, item["source_ref"]
-    prior = item["state"]
+    # Alert mode marks a new alert unknown before its first POST (already_marked): IRIS cannot have it yet.
+    prior = "unsent" if already_marked and item.get("attempts", 0) <= 1 else item["state"]
     if not already_marked:
         item = marked(item)
         try:
