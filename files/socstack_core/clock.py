@@ -63,8 +63,8 @@ def elapsed(then_stamp, wall_then, wall_now=None):
     then = _seconds_of(then_stamp)
     if then is not None:
         now = boot_seconds()
-        if now >= then:
-            return now - then
+        if now >= then - 0.001:  # the stamp is rounded to the millisecond
+            return max(0.0, now - then)
     if not is_time(wall_then):
         return None
     wall_now = time.time() if wall_now is None else wall_now
