@@ -89,3 +89,20 @@ def collection_root(tmp_path_factory):
     sys.path.insert(0, str(base))
     yield base
     sys.path.remove(str(base))
+
+
+# --- Generated fault schedules (Hypothesis) -------------------------------------------------------------
+# One profile for every generated suite: derandomized (the same examples on every run, so CI is
+# reproducible), no example database written into the repository, no per-example deadline (a run talks
+# to an emulator over 127.0.0.1). SOCSTACK_FAULT_EXAMPLES raises the number of examples for a deeper
+# search (e.g. SOCSTACK_FAULT_EXAMPLES=500).
+try:
+    from hypothesis import HealthCheck, settings
+
+    FAULT_EXAMPLES = int(os.environ.get("SOCSTACK_FAULT_EXAMPLES", "0") or 0)
+    settings.register_profile(
+        "socstack-faults", derandomize=True, database=None, deadline=None,
+        print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                HealthCheck.filter_too_much])
+except ImportError:  # pragma: no cover -- hypothesis is in requirements/dev.txt
+    FAULT_EXAMPLES = 0

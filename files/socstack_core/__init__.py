@@ -15,6 +15,9 @@ Modules, one concern each:
 - ``files``: atomic writes that never leave a temp file behind, and ``flock`` locks.
 - ``options``: an options file read against a typed schema.
 - ``faults``: named points where tests stop or kill a program; inert otherwise.
+- ``clock``: step-proof timers (the boot clock, stamped with the boot id), wall values clamped.
+- ``iris_client``: one client for the IRIS REST API (request, envelope, failure kinds, masking).
+- ``preflight``: the report of a --check-connection program (line format, exit codes).
 
 Nothing here is imported by the package itself: a program imports only the modules it uses.
 """

@@ -9,6 +9,7 @@ raised, so a full disk never leaves partial files behind. With ``keep_locked`` t
 take a file that is still being worked on, and the lock goes away with the process, however it ends.
 """
 import os
+import stat
 
 from . import faults
 
@@ -36,7 +37,7 @@ def write_atomic(path, data, *, mode=0o640, keep_locked=False, durable=True):
     """
     directory = os.path.dirname(path) or "."
     tmp = os.path.join(directory, f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
     try:
         faults.point("file:write")
         view = memoryview(data)
@@ -97,13 +98,16 @@ def lock(path, mode=0o640):
     return fd
 
 
-def lock_existing(path):
-    """An fd holding an exclusive flock on the file now at path, or None (missing, or locked)."""
+def lock_existing(path, writable=False):
+    """An fd holding an exclusive flock on the regular file now at path, or None (missing, locked, or not a
+    regular file: a FIFO is opened without blocking and refused). writable: opened for writing too."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_NONBLOCK)
     except OSError:
         return None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file")
         _flock(fd)
         # The file may have been replaced or removed between open and flock: lock the current one only.
         if os.fstat(fd).st_ino != os.stat(path).st_ino:

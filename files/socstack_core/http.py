@@ -259,7 +259,8 @@ def read_response(reader, method="GET"):
         status_line = reader.line().decode("latin-1")
         parts = status_line.split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-            raise ConnectionError(f"not an HTTP answer: {status_line[:60]!r}")
+            # 12 characters at most: this text is cut before any masking, so it must be shorter than any key
+            raise ConnectionError(f"not an HTTP answer: {status_line[:12]!r}")
         status = int(parts[1])
         headers = _read_headers(reader)
         if status >= 200:

@@ -14,6 +14,7 @@ import sys
 import time
 
 MIN_SECRET = 6  # shorter strings are no real key, and masking them would garble the log
+MAX_LINE = 65536  # characters of one log line's message, cut AFTER masking (a cut never halves a key)
 
 
 class Masker:
@@ -68,8 +69,11 @@ class Log:
         self.path = path
 
     def clean(self, message):
-        """message masked, on one line."""
-        return self.masker.mask(str(message)).replace("\r", "\\r").replace("\n", "\\n")
+        """message masked, on one line, at most MAX_LINE characters (masked first, then cut)."""
+        text = self.masker.mask(str(message)).replace("\r", "\\r").replace("\n", "\\n")
+        if len(text) > MAX_LINE:
+            text = f"{text[:MAX_LINE]}... [{len(text) - MAX_LINE} more characters not logged]"
+        return text
 
     def _open(self):
         if self.path is None:

@@ -12,7 +12,10 @@ through that shebang, exactly as wazuh-integratord 4.13 does: a one-line JSON al
 ``python3`` through a PATH entry holding a symlink to --python, so both start the same interpreter.
 No PYTHON* variable is passed to either.
 
-    .venv/bin/python tests/bench/bench_forwarder.py [-n 30] [--python /usr/bin/python3]
+    .venv/bin/python tests/bench/bench_forwarder.py [-n 30] [--python /usr/bin/python3] [--burst 200]
+
+--burst N then starts N alert runs at once (N processes, as integratord would if alerts came faster than
+they end) and reports the wall time until the last ended and how many alerts IRIS holds exactly once.
 """
 import argparse
 import json
@@ -141,6 +144,7 @@ def percentile(values, fraction):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("-n", "--runs", type=int, default=30)
+    parser.add_argument("--burst", type=int, default=0, help="concurrent alert runs after the timing (0: none)")
     parser.add_argument("--python", default=os.path.realpath(sys.executable),
                         help="interpreter of the shebang and of python3 (default: this one, symlinks resolved)")
     args = parser.parse_args()
@@ -194,6 +198,7 @@ def main():
             rss = ([run_forwarder(200000 + number, peak_rss_kib) for number in range(3)],
                    [run_baseline(peak_rss_kib) for _number in range(3)])
             delivered = len({a["alert_source_ref"] for a in emulator.alerts()}) - (3 if rss[0][0] is not None else 0)
+            burst = run_burst(args.burst, launcher, api_key, emulator, options, home, env) if args.burst else None
         finally:
             emulator.stop()
 
@@ -211,7 +216,55 @@ def main():
     if rss[0] is not None:
         print(f"peak RSS (GNU time): forwarder {max(rss[0]) / 1024:.1f} MiB, "
               f"python3 -c pass {max(rss[1]) / 1024:.1f} MiB")
-    return 0 if delivered == args.runs + 3 else 1
+    if burst is not None:
+        count, wall, once, codes = burst
+        print(f"burst: {count} concurrent alert runs ended in {wall:.2f} s; {once}/{count} in IRIS exactly once; "
+              f"exit codes {codes}")
+    return 0 if delivered == args.runs + 3 and (burst is None or burst[2] == burst[0]) else 1
+
+
+def run_burst(count, launcher, api_key, emulator, options, home, env):
+    """(count, wall s, alerts in IRIS exactly once, {exit code: runs}) of count alert runs started at once."""
+    files, processes = [], []
+    for number in range(count):
+        alert_file = Path(f"/tmp/custom-wazuh_iris-burst-{os.getpid()}-{number:04d}.alert")
+        options_file = alert_file.with_suffix(".options")
+        alert_file.write_text(json.dumps(dict(ALERT, id=f"1748999999.{number}")) + "\n")
+        options_file.write_text(options + "\n")
+        files += [alert_file, options_file]
+    started = time.perf_counter()
+    try:
+        for number in range(count):
+            alert_file, options_file = files[2 * number], files[2 * number + 1]
+            argv = ["integrations", str(alert_file), api_key, f"{emulator.url}/alerts/add", "", str(options_file),
+                    "10", "3", "> /dev/null 2>&1"]
+            processes.append(subprocess.Popen(argv, executable=str(launcher), cwd=home, env=env,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        codes = {}
+        for process in processes:
+            code = process.wait(timeout=300)
+            codes[code] = codes.get(code, 0) + 1
+        wall = time.perf_counter() - started
+        # a run that ended 2 (IRIS busy) leaves its alert to the replay: drain as the timer would
+        subprocess.run(["x", "--replay", "--options", str(_replay_options(home, options, emulator, api_key))],
+                       executable=str(launcher), cwd=home, env=env, check=False, capture_output=True)
+    finally:
+        for path in files:
+            path.unlink(missing_ok=True)
+    refs = [a["alert_source_ref"] for a in emulator.alerts()
+            if a["alert_source_ref"].startswith("wazuh-manager:1748999999.")]
+    once = sum(1 for number in range(count) if refs.count(f"wazuh-manager:1748999999.{number}") == 1)
+    return count, wall, once, codes
+
+
+def _replay_options(home, options, emulator, api_key):
+    key_file = home / "bench.key"
+    key_file.write_text(api_key + "\n")
+    key_file.chmod(0o640)
+    path = home / "replay.json"
+    path.write_text(json.dumps(dict(json.loads(options), hook_url=f"{emulator.url}/alerts/add",
+                                    api_key_file=str(key_file))))
+    return path
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ def test_key_file_problems_keep_the_alert_and_exit_5(manager, emu, content, mess
         path.mkdir()
     elif content is not None:
         path.write_text(content)
+        path.chmod(0o640)  # as the role writes it (a key file open to every user is refused)
     # the argv key is good, but a set api_key_file that gives no key must be noticed, not papered over
     assert manager.run(alert(1), options={"api_key_file": str(path)}) == 5
     expected = message.format(path=path)

@@ -160,6 +160,7 @@ def test_key_file_problems_are_one_line_each_and_nothing_is_asked(manager, emu, 
         path.mkdir()
     elif content is not None:
         path.write_text(content)
+        path.chmod(0o640)  # as the role writes it (a key file open to every user is refused)
     code, lines, _err = manager.check(capsys, api_key_file=str(path))
     assert code == 5
     assert line_of(lines, "error ") == f"error api_key_file: {message.format(path=path)}"

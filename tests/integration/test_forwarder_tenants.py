@@ -51,22 +51,52 @@ def test_each_alert_lands_in_its_customer(tenants, emu):
     assert not any(entry[1].startswith("/manage/customers") for entry in emu.request_log)  # no lookup needed
 
 
-def test_an_unlinked_customers_alert_goes_to_rejected_and_holds_nothing_up(tenants, emu):
+def link(emu, login, customer_id, linked=True):
+    """Link (or unlink) the account to an IRIS customer, as an administrator would."""
+    with emu.lock:
+        user = next(u for u in emu.state["users"] if u["login"] == login)
+        user["customers"] = [c for c in user["customers"] if c != customer_id] + ([customer_id] if linked else [])
+
+
+def test_an_unlinked_customers_alert_waits_in_the_spool_and_holds_nothing_up(tenants, emu):
+    # Issue 22 changed this expectation: the alerts of a customer the account is not linked to used to go to
+    # rejected/ (a person had to resend them). A link is configuration, fixed by linking: they now wait in
+    # the spool, the other customers' alerts go on, and once linked they arrive by themselves.
     manager, ids = tenants
     emu.stop()
     assert manager.run(alert(1, agent={"name": "web-01"})) == 2
     assert manager.run(alert(2, rule=dict(alert(2)["rule"], groups=["initech_fw"]))) == 2
+    assert manager.run(alert(5, rule=dict(alert(5)["rule"], groups=["initech_fw"]))) == 2
     assert manager.run(alert(3, agent={"name": "web-02"})) == 2
     emu.start()
     assert manager.replay() == 0
     assert customer_of(emu) == {alert(1)["id"]: ids["Globex"], alert(3)["id"]: ids["Globex"]}
+    assert manager.rejected() == []
+    assert sorted(item["source_ref"] for item in manager.spooled()) == sorted([alert(2)["id"], alert(5)["id"]])
+    assert manager.log().count("User not entitled to create alerts for the client") == 1  # one try per drain
+    assert "not linked to customer 'Initech'" in manager.log()
+    assert manager.run(alert(4, rule=dict(alert(4)["rule"], groups=["initech_fw"]))) == 5  # alert mode too
+    link(emu, "wazuh-forwarder", ids["Initech"])
+    assert manager.replay() == 0
+    assert sorted(customer_of(emu)) == sorted(alert(n)["id"] for n in (1, 2, 3, 4, 5))
     assert manager.spooled() == []
-    (name,) = manager.rejected()
-    kept = json.loads((manager.state / "rejected" / name).read_text())
-    assert kept["source_ref"] == alert(2)["id"]
-    assert "not linked to customer 'Initech'" in kept["rejected_reason"]
-    assert manager.run(alert(4, rule=dict(alert(4)["rule"], groups=["initech_fw"]))) == 4  # alert mode too
-    assert manager.log().count("User not entitled to create alerts for the client") == 2
+
+
+def test_an_unlinked_default_customer_never_blocks_the_routed_ones(tenants, emu):
+    """The default customer_id unlinked: its alerts wait, every routed customer's alerts are still sent."""
+    manager, ids = tenants
+    link(emu, "wazuh-forwarder", 1, linked=False)
+    emu.stop()
+    for number in range(3):
+        assert manager.run(alert(number, agent={"name": "lab-01"})) == 2  # customer_id 1
+    assert manager.run(alert(7, agent={"name": "web-07"})) == 2  # Globex
+    emu.start()
+    assert manager.replay() == 0
+    assert customer_of(emu) == {alert(7)["id"]: ids["Globex"]}
+    assert len(manager.spooled()) == 3
+    link(emu, "wazuh-forwarder", 1)
+    assert manager.replay() == 0
+    assert len(emu.alerts()) == 4 and manager.spooled() == []
 
 
 def test_a_name_missing_from_customers_is_looked_up_once_when_the_account_may(tenants, emu):

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import iris_forwarder  # files/integrations is on sys.path (tests/conftest.py)
+from iris_forwarder.spool import decode
 
 from tests.conftest import IRIS_ADMIN_KEY
 
@@ -68,6 +69,7 @@ class Manager:
         self.key_file = root / "etc" / "iris.key"
         self.key_file.parent.mkdir()
         self.key_file.write_text(api_key + "\n")
+        self.key_file.chmod(0o640)  # as the role writes it; a key file open to every user is refused
         # No outage backoff, ambiguity window or retry backoff: these tests look at one step at a time;
         # tests/integration/test_forwarder_faults.py proves the windows themselves.
         self.options = {"state_dir": str(self.state), "log_file": str(self.log_file), "outage_backoff": 0,
@@ -124,7 +126,7 @@ class Manager:
 
     def spooled(self):
         spool = self.state / "spool"
-        return [json.loads(p.read_text()) for p in sorted(spool.glob("*.json"))] if spool.exists() else []
+        return [decode(json.loads(p.read_text())) for p in sorted(spool.glob("*.json"))] if spool.exists() else []
 
     def rejected(self):
         folder = self.state / "rejected"
@@ -178,6 +180,20 @@ def wait_for(predicate, seconds=5.0):
     while not predicate():
         assert time.monotonic() < end, "timed out waiting"
         time.sleep(0.02)
+
+
+def late_commit(emu):
+    """(Hook, release, committed): the POST is held until release is set, then IRIS commits it (committed)."""
+    import threading
+
+    release, committed = threading.Event(), threading.Event()
+
+    def late(phase, body):
+        if phase == "before":
+            assert release.wait(60)
+        else:
+            committed.set()
+    return Hook(emu, late), release, committed
 
 
 def reply_once(status, message, phase="before"):

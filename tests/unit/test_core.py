@@ -366,3 +366,64 @@ def test_read_bounded_gives_the_bytes_or_one_line_naming_the_source(tmp_path):
     assert options.read_bounded(str(tmp_path / "gone"), 4, "key file") == (
         None, "cannot read key file (No such file or directory)")
     assert options.read_bounded("-", 4, "standard input", io.BytesIO(b"abc")) == (b"abc", None)
+
+
+# ------------------------------------------------------------------ clock, iris_client, preflight (issue 22)
+def test_elapsed_uses_the_boot_clock_within_a_boot_whatever_the_wall_clock_did():
+    from socstack_core import clock
+
+    stamp = clock.stamp()
+    if not stamp:
+        pytest.skip("no boot id on this system")
+    assert 0 <= clock.elapsed(stamp, time.time(), wall_now=time.time() + 86400) < 5  # a step forward: ignored
+    assert 0 <= clock.elapsed(stamp, time.time(), wall_now=time.time() - 86400) < 5  # a step back: ignored
+
+
+def test_elapsed_falls_back_to_the_wall_clock_and_refuses_the_future():
+    from socstack_core import clock
+
+    assert clock.elapsed("another-boot@12.0", 1000.0, wall_now=1060.0) == 60.0
+    assert clock.elapsed("another-boot@12.0", 1000.0, wall_now=900.0) is None  # the clock went back
+    assert clock.elapsed(None, float("inf"), wall_now=900.0) is None
+    assert clock.elapsed(None, 1e308, wall_now=900.0) is None
+
+
+@pytest.mark.parametrize("status, method, kind, ambiguous", [
+    (200, "POST", "unavailable", True), (401, "POST", "auth", False), (503, "POST", "unavailable", True),
+    (429, "GET", "unavailable", False), (500, "POST", "item-error", True), (404, "POST", "config", True),
+    (400, "POST", "rejected", False), (400, "GET", "config", False),
+])
+def test_iris_client_failure_kinds(status, method, kind, ambiguous):
+    from socstack_core import iris_client
+
+    failure = iris_client.failure_for(status, None, "text", method, "/alerts/add?x=1")
+    assert (failure.kind, failure.ambiguous, failure.status) == (kind, ambiguous, status)
+    assert failure.reason.startswith(f"{method} /alerts/add -> HTTP {status}: text")
+
+
+def test_iris_client_masks_before_it_cuts():
+    from socstack_core import http, iris_client
+
+    client = iris_client.IrisClient("http://127.0.0.1:9", KEY)
+    for body in (("x" * (iris_client.PAGE_CHARS - 10) + KEY).encode(),
+                 json.dumps({"status": "error", "message": "y" * (iris_client.MESSAGE_CHARS - 10) + KEY}).encode()):
+        answer = client.answer(http.Response(500, {}, body))
+        assert not any(KEY[i:i + 16] in answer.text for i in range(len(KEY) - 15))
+
+
+def test_preflight_report_lines_and_exit_codes():
+    import io
+
+    from socstack_core.preflight import Report
+
+    out = io.StringIO()
+    report = Report(Masker([KEY]), out, code_error=5, code_unavailable=2)
+    report.ok("options", "fine")
+    report.warning("tls", "plain http")
+    assert report.exit_code() == 0
+    report.error("api_key", f"refused {KEY}\nsecond line")
+    assert report.exit_code() == 5
+    report.error("connection", "down", unavailable=True)
+    assert report.exit_code() == 2
+    assert out.getvalue().splitlines() == ["ok options: fine", "warning tls: plain http",
+                                           "error api_key: refused ***\\nsecond line", "error connection: down"]

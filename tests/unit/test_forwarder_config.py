@@ -48,6 +48,7 @@ def test_the_debug_option_defaults_to_off_and_must_be_a_bool(tmp_path):
 def test_read_api_key(tmp_path, content, key):
     path = tmp_path / "iris.key"
     path.write_bytes(content.encode())
+    path.chmod(0o640)  # as the role writes it (a key file open to every user is refused)
     assert settings.read_api_key(str(path)) == key
 
 
@@ -63,6 +64,7 @@ def test_read_api_key_problems_name_the_file_never_the_content(tmp_path, content
     path = tmp_path / "iris.key"
     if content is not None:
         path.write_bytes(content)
+        path.chmod(0o640)  # as the role writes it (a key file open to every user is refused)
     with pytest.raises(settings.KeyFileError) as caught:
         settings.read_api_key(str(path))
     assert str(caught.value) == message.format(path=path)

@@ -536,8 +536,8 @@ def test_every_wazuh_argv_layout(tail, debug, options_file, timeout):
 
 
 @pytest.mark.parametrize("argv", [
-    ["p"], ["p", "/tmp/a.alert", "TOKEN"], ["p", "/tmp/a.alert", "", "http://x/graphql", "", "", "10", "3"],
-], ids=["nothing", "no-url", "empty-key"])
+    ["p"], ["p", "/tmp/a.alert", "TOKEN"], ["p", "/tmp/a.alert", "TOKEN", "", "", "", "10", "3"],
+], ids=["nothing", "no-url", "empty-url"])
 def test_bad_command_line(argv):
     with pytest.raises(settings.UsageError):
         settings.parse_argv(argv)

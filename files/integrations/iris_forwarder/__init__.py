@@ -36,7 +36,7 @@ from .alert import (
     severity_for_level,
     source_ref_for,
 )
-from .delivery import Run, StorageError, attempt, drain, exit_code_for, marked
+from .delivery import Run, StorageError, attempt, confirm_suspects, drain, exit_code_for, marked
 from .iris import CONFIG, UNAVAILABLE, Failure, Iris
 from .routing import route
 from .settings import (
@@ -149,7 +149,7 @@ def run_alert(args, options, log):
         since = spool.recent_outage(options["outage_backoff"])
         if since is not None:
             blocked = Failure(UNAVAILABLE, f"IRIS was unavailable {since:.0f} s ago; not retried before "
-                                           f"outage_backoff ({options['outage_backoff']} s)")
+                                           f"outage_backoff ({options['outage_backoff']} s)", contacted=False)
     backlog = bool(spool.pending())
     send_first = blocked is None and not backlog
     if send_first:
@@ -168,7 +168,8 @@ def run_alert(args, options, log):
         if backlog:
             stop = _drain_first(run, started, held)
             if stop is not None:
-                return exit_code_for(run, item, Failure(stop.kind, f"not tried: {stop.reason}"))
+                return exit_code_for(run, item, Failure(stop.kind, f"not tried: {stop.reason}",
+                                                        contacted=stop.contacted))
         alert_id, failure = attempt(run, held, item, already_marked=send_first)
         if failure is not None:
             return exit_code_for(run, item, failure)
@@ -180,6 +181,8 @@ def run_alert(args, options, log):
         return EXIT_STORAGE
     finally:
         held.close()
+        if run.suspects:
+            confirm_suspects(run)
 
 
 def _drain_first(run, started, held):
@@ -216,6 +219,7 @@ def run_replay(args, options, log):
     run = Run(options, log, client, spool)
     try:
         stop = drain(run, started + options["replay_max_seconds"])
+        confirm_suspects(run)
     except StorageError as exc:
         log.error(f"replay stopped: {exc}")
         return EXIT_STORAGE

@@ -13,10 +13,13 @@ from .routing import source_ref
 from .settings import PROG, read_head
 
 MAX_ALERT_BYTES = 64 * 1024 * 1024  # larger alert files are refused as bad input
+# JSON values ('[', '{' and ',' counted before parsing) above which an alert is refused as bad input: parsing
+# and bounding millions of tiny values would cost seconds and gigabytes before the first network call.
+MAX_ALERT_VALUES = 200_000
 FULL_LOG_PREVIEW = 4096  # characters of full_log shown in the description
 CONTENT_MAX_CHARS = 256 * 1024  # budget for alert_source_content once serialised
 STRING_LIMITS = (65536, 4096, 256)  # successive per-string cuts tried to fit that budget
-ITEM_VERSION = 2
+ITEM_VERSION = 3
 
 
 class BadInput(Exception):
@@ -149,6 +152,20 @@ def _cut_strings(value, limit, counter):
     return value
 
 
+def _longest_string(value):
+    """Length of the longest string in value (iteratively: the alert may be nested deep)."""
+    longest, stack = 0, [value]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            longest = max(longest, len(value))
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return longest
+
+
 def bound_content(alert):
     """The alert to store as alert_source_content, at most CONTENT_MAX_CHARS once serialised.
 
@@ -156,7 +173,10 @@ def bound_content(alert):
     """
     if len(dumps(alert)) <= CONTENT_MAX_CHARS:
         return alert, ""
+    longest = _longest_string(alert)
     for limit in STRING_LIMITS:
+        if limit >= longest:
+            continue  # nothing to cut at this limit: skip a copy of the whole alert
         counter = [0]
         content = _cut_strings(alert, limit, counter)
         if len(dumps(content)) <= CONTENT_MAX_CHARS:
@@ -260,8 +280,9 @@ def new_item(payload, severity, status, now=None, customer=None):
     """
     now = time.time() if now is None else now
     return {"v": ITEM_VERSION, "source_ref": payload["alert_source_ref"], "severity": severity, "status": status,
-            "payload": payload, "created": now, "state": "unsent", "sent_at": None, "attempts": 0,
-            "failures": 0, "not_before": 0, "last_error": "", "customer": customer}
+            "payload": payload, "created": now, "state": "unsent", "sent_at": None, "sent_clock": None,
+            "attempts": 0, "failures": 0, "not_before": 0, "backoff": 0, "failed_clock": None, "suspect": False,
+            "last_error": "", "customer": customer}
 
 
 def read_alert(path):
@@ -276,6 +297,10 @@ def read_alert(path):
         raise BadInput(f"alert file {path} is larger than {MAX_ALERT_BYTES} bytes", raw)
     if not raw.strip():
         raise BadInput(f"alert file {path} is empty")
+    values = raw.count(b",") + raw.count(b"[") + raw.count(b"{")
+    if values > MAX_ALERT_VALUES:
+        raise BadInput(f"alert file {path} holds about {values} JSON values, more than {MAX_ALERT_VALUES} (no Wazuh "
+                       "alert does; reading it would cost more time and memory than a run may take)", raw)
     notes = []
     try:
         text = raw.decode("utf-8")

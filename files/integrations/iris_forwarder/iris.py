@@ -1,142 +1,88 @@
-"""The forwarder's side of the IRIS REST API: one client, what each answer means, the lookups.
+"""The forwarder's side of the IRIS REST API: what each answer means for an alert, and the lookups.
 
-Every request goes through socstack_core.http with one hard deadline (TIMEOUT from integratord,
-capped by the run's own deadline). What an answer means for the alert is a Failure kind:
+The client itself (request, envelope, masking, failure kinds) is socstack_core.iris_client, shared by
+the host programs; this module adds what only the forwarder needs. Failure kinds:
 
 - unavailable: no connection, timeout, 429/502/503/504, a 2xx without IRIS's envelope. The alert
   is spooled and a drain stops.
-- item-error: 500 and other 5xx for this alert. Spooled with a per-item backoff; rejected/ once poison.
-- auth: 401/403. config: 3xx/404/405 (wrong URL), customer not linked, unknown names, TLS, CA file.
-  Both keep the alert in the spool and stop a drain.
+- item-error: 500 and other 5xx for this alert. It counts against the alert only while IRIS accepts
+  other alerts (delivery: a server-wide write failure is an outage); rejected/ once poison.
+- auth: 401/403. config: 3xx/404/405 (wrong URL), unknown names, TLS, CA file. Both keep the alert in
+  the spool and stop a drain.
+- tenant: the account is not linked to the alert's customer: the alert waits, the others go on.
 - rejected: any other 4xx on the POST. The alert goes to rejected/.
 
 ``ambiguous`` says IRIS may have created the alert although no success came back: a timeout or a
-reset after the request was sent, a 2xx without a success envelope, a 500/502/504 on the POST.
-See docs/forwarder.md, "Delivery".
+reset after the request was sent, a 2xx without a success envelope, a 429, a 5xx or a 404 to the POST
+(a proxy answers those after forwarding too). See docs/forwarder.md, "Delivery".
 """
 import os
 import time
 
-from socstack_core import faults, http
+from socstack_core import http
+from socstack_core import iris_client as core
 from socstack_core.files import write_json
+from socstack_core.iris_client import AUTH, CONFIG
+from socstack_core.iris_client import OUTAGE as UNAVAILABLE
+from socstack_core.iris_client import REFUSED as REJECTED
+from socstack_core.iris_client import SERVER_ERROR as ITEM_ERROR
+from socstack_core.iris_client import IrisError as Failure
 from socstack_core.jsonio import dumps, loads
 
 from .settings import PROG
 
-RETRY_PAUSE = 0.2  # seconds between connection attempts that failed before anything was sent
 FILTER_PAGE_SIZE = 50
 FILTER_MAX_PAGES = 20
 
-UNAVAILABLE = "unavailable"
-ITEM_ERROR = "item-error"
-AUTH = "auth"
-CONFIG = "config"
-REJECTED = "rejected"
+TENANT = "tenant"  # the account is not linked to this alert's customer: its alerts wait, the others go on
 STALE_IDS = "stale-ids"  # IRIS does not know the severity/status id we sent: refresh the cache
 
-
-class Failure(Exception):
-    """An exchange with IRIS that did not succeed; kind says what to do with the alert."""
-
-    def __init__(self, kind, reason, ambiguous=False, retryable=False, tls_verify=None):
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-        self.ambiguous = ambiguous
-        self.retryable = retryable
-        self.tls_verify = tls_verify  # OpenSSL's reason when IRIS's certificate was refused
+__all__ = ["AUTH", "CONFIG", "ITEM_ERROR", "REJECTED", "STALE_IDS", "TENANT", "UNAVAILABLE", "Failure", "Iris",
+           "failure_for", "fetch_lookups", "find_existing", "get_data", "resolve_customer", "resolve_ids", "send"]
 
 
-class Iris:
-    """A client for the IRIS REST API: Bearer key, no cookies, one connection per request."""
+class Iris(core.IrisClient):
+    """The shared client with the forwarder's options, log and the verify_tls: false warning."""
 
     def __init__(self, url, api_key, *, timeout, retries, deadline, options, log):
-        if "\r" in api_key or "\n" in api_key:
-            raise ValueError("the API key contains a line break")
-        self.endpoint = http.Endpoint(url, ca_file=options["ca_file"], verify_tls=options["verify_tls"],
-                                      strip_suffix="/alerts/add")
-        self.url = self.endpoint.url
-        self.api_key = api_key
-        self.timeout = timeout
-        self.retries = retries
-        self.deadline = deadline
-        self.log = log
+        super().__init__(url, api_key, timeout=timeout, retries=retries, deadline=deadline,
+                         ca_file=options["ca_file"], verify_tls=options["verify_tls"], masker=log.masker,
+                         user_agent=PROG, strip_suffix="/alerts/add", log=log)
         self.warned_tls = False  # the verify_tls: false warning was given (or is not wanted)
 
     def _exchange(self, method, target, body):
         if self.endpoint.scheme == "https" and not self.endpoint.verify_tls and not self.warned_tls:
             self.warned_tls = True
             self.log.warning("TLS certificate verification is OFF (verify_tls: false)")
-        if self.deadline - time.monotonic() <= 0:
-            raise Failure(UNAVAILABLE, "the run's overall deadline was reached")
-        headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json", "User-Agent": PROG}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        on_sending = (lambda: faults.point("iris:post-sending")) if method == "POST" else None
-        try:
-            response = http.request(self.endpoint, method, target, headers=headers, body=body,
-                                    timeout=self.timeout, deadline=self.deadline, on_sending=on_sending)
-        except http.TransportError as exc:
-            if exc.tls_verify:
-                raise Failure(CONFIG, f"{exc.reason} (check ca_file)", tls_verify=exc.tls_verify) from None
-            if exc.config:
-                raise Failure(CONFIG, exc.reason) from None
-            raise Failure(UNAVAILABLE, exc.reason, ambiguous=exc.sent, retryable=exc.refused) from None
-        if method == "POST":
-            faults.point("iris:post-answered")
-        return response
+        return super()._exchange(method, target, body)
 
     def request(self, method, target, payload=None):
-        """One API call with connection retries; returns (status, envelope or None, short text)."""
-        body = None if payload is None else dumps(payload).encode("utf-8")
-        attempt = 0
-        while True:
-            try:
-                response = self._exchange(method, target, body)
-                break
-            except Failure as failure:
-                if not failure.retryable or attempt >= self.retries:
-                    raise
-                attempt += 1
-                self.log.debug(f"{failure.reason}; retry {attempt} of {self.retries}")
-                time.sleep(min(RETRY_PAUSE, max(0.0, self.deadline - time.monotonic())))
-        self.log.debug(f"{method} {target} -> HTTP {response.status} ({len(response.body)} bytes)")
-        try:
-            envelope = loads(response.body.decode("utf-8", "replace"))
-        except (ValueError, RecursionError):
-            envelope = None
-        if isinstance(envelope, dict) and envelope.get("status") in ("success", "error"):
-            text = str(envelope.get("message", ""))
-        else:
-            envelope = None
-            text = " ".join(response.body[:300].decode("utf-8", "replace").split())
-        if 300 <= response.status < 400:
-            text = f"redirected to {response.headers.get('location', '?')}"
-        return response.status, envelope, text[:500]
+        """One API call with connection retries; returns (status, envelope or None, masked short text)."""
+        answer = super().request(method, target, payload)
+        return answer.status, answer.envelope, answer.text
 
 
 def failure_for(status, envelope, text, method, target):
-    """Map an answer that is not IRIS's success to a Failure."""
-    where = f"{method} {target.split('?', 1)[0]} -> HTTP {status}: {text or 'no message'}"
+    """Map an answer that is not IRIS's success to a Failure (the core's kinds, with the forwarder's own)."""
+    failure = core.failure_for(status, envelope, text, method, target)
     post = method == "POST"
-    if 200 <= status < 300:
-        # A proxy's page, or an envelope that is not success: IRIS may or may not have acted.
-        return Failure(UNAVAILABLE, f"{where} (not IRIS's JSON success envelope)", ambiguous=post)
-    if status in (401, 403):
-        return Failure(AUTH, f"{where} (check the API key, its groups and customers)")
-    if status in (429, 503):
-        return Failure(UNAVAILABLE, where)
-    if status in (502, 504):
-        return Failure(UNAVAILABLE, where, ambiguous=post)
-    if status >= 500:
-        return Failure(ITEM_ERROR, where, ambiguous=post)
-    if 300 <= status < 400 or status in (404, 405) or "not entitled" in text:
-        return Failure(CONFIG, f"{where} (check hook_url and customer_id)")
-    if post and status == 400 and "ForeignKeyViolation" in text and ("severity" in text or "status" in text):
-        return Failure(STALE_IDS, where)
-    if post and 400 <= status < 500:
-        return Failure(REJECTED, where)
-    return Failure(CONFIG, f"{where} (unexpected answer)")
+    if post and "not entitled" in text:
+        failure.kind = TENANT
+        failure.reason += " (the IRIS account is not linked to this alert's customer; link it, or fix customer_id / " \
+                          "the routing)"
+    elif failure.kind == AUTH:
+        failure.reason += " (check the API key, its groups and customers)"
+    elif failure.kind == CONFIG and (300 <= status < 400 or status in (404, 405) or "not entitled" in text):
+        failure.reason = failure.reason.removesuffix(" (unexpected answer)") + " (check hook_url and customer_id)"
+    elif post and status == 400 and "ForeignKeyViolation" in text and ("severity" in text or "status" in text):
+        failure.kind = STALE_IDS
+    return failure
+
+
+def _clip(text, limit=200):
+    """An agent-controlled value (a customer name from a label) bounded for a log line."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _succeeded(status, envelope):
@@ -225,8 +171,9 @@ def resolve_customer(client, name, known, *, cache_file, ttl, log):
             rows = get_data(client, "/manage/customers/list")
         except Failure as failure:
             if failure.kind == AUTH:
-                raise Failure(REJECTED, f"customer {name!r} is not in the customers option, and the IRIS account "
-                                        f"may not list customers ({failure.reason}); add it to customers") from None
+                raise Failure(REJECTED, f"customer {_clip(name)!r} is not in the customers option, and the IRIS "
+                                        f"account may not list customers ({failure.reason}); add it to "
+                                        "customers") from None
             raise
         if not isinstance(rows, list):
             raise Failure(UNAVAILABLE, "GET /manage/customers/list answered without a list")
@@ -235,8 +182,8 @@ def resolve_customer(client, name, known, *, cache_file, ttl, log):
         _write_cache(cache_file, client.url, cached, log)
     ident = _find(cached["customers"], name)
     if ident is None:
-        raise Failure(REJECTED, f"IRIS has no customer named {name!r} that the account can see (it does not exist, "
-                                "or the account is not linked to it); add or link it, or fix customer_field / "
+        raise Failure(REJECTED, f"IRIS has no customer named {_clip(name)!r} that the account can see (it does not "
+                                "exist, or the account is not linked to it); add or link it, or fix customer_field / "
                                 "customer_routes")
     return ident
 
@@ -254,15 +201,15 @@ def send(client, item, cache_file, ttl, log, *, customers=None, customers_file=N
         severity_id, status_id = resolve_ids(client, item["severity"], item["status"], cache_file=cache_file,
                                              ttl=ttl, log=log, refresh=refresh)
         body = dict(item["payload"], alert_severity_id=severity_id, alert_status_id=status_id, **extra)
-        log.debug(f"POST /alerts/add body: {dumps(body)[:65536]}")
+        log.debug(f"POST /alerts/add body: {dumps(body)}")  # masked, then cut, by the log
         status, envelope, text = client.request("POST", "/alerts/add", body)
         if _succeeded(status, envelope):
             data = envelope.get("data")
             return data.get("alert_id") if isinstance(data, dict) else None
         failure = failure_for(status, envelope, text, "POST", "/alerts/add")
-        if routed and "not entitled" in text:  # one tenant's link is missing: the others go on
-            failure = Failure(REJECTED, f"{failure.reason.split(' (check', 1)[0]} (the IRIS account is not linked to "
-                                        f"customer {routed!r}, id {extra['alert_customer_id']}; link it)")
+        if routed and failure.kind == TENANT:  # one tenant's link is missing: its alerts wait, the others go on
+            failure.reason = (f"{failure.reason.split(' (the IRIS', 1)[0]} (the IRIS account is not linked to "
+                              f"customer {_clip(routed)!r}, id {extra['alert_customer_id']}; link it)")
         if failure.kind == STALE_IDS and not refresh:
             log.warning(f"IRIS refused the cached severity/status ids; refreshing them ({text[:120]})")
             refresh = True

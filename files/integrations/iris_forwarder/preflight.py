@@ -14,16 +14,15 @@ timeout, 429, 5xx), 5 for every other problem. Nothing is written: no spool, no 
 file; with --debug (or the option debug) the exchanges go to stderr, the key masked.
 See docs/forwarder.md, "Checking the connection".
 """
-import sys
 import time
 
+from socstack_core import preflight as core_preflight
 from socstack_core.options import problems as option_problems
 
 from .iris import ITEM_ERROR, UNAVAILABLE, Failure, Iris, failure_for, fetch_lookups
 from .settings import (
     DEFAULT_TIMEOUT,
     EXIT_CONFIG,
-    EXIT_OK,
     EXIT_SPOOLED,
     OPTIONS,
     KeyFileError,
@@ -35,39 +34,19 @@ OVERALL_SECONDS = 60  # the whole check, however many customers it looks at
 ALERTS_PROBE = "/alerts/filter?per_page=1&page=1&fields=alert_id"
 
 
-class Report:
-    """The check's output: one masked line per check, and what the exit code must be."""
+class Report(core_preflight.Report):
+    """The shared report (socstack_core.preflight: line format, exit codes 0 / 5 / 2) with the forwarder's
+    reading of a failed exchange."""
 
     def __init__(self, log, out=None):
+        super().__init__(log.masker, out, code_error=EXIT_CONFIG, code_unavailable=EXIT_SPOOLED)
         self.log = log
-        self.out = out if out is not None else sys.stdout
-        self.errors = 0
-        self.unavailable = False
-
-    def line(self, status, check, text):
-        self.out.write(f"{status} {check}: {self.log.clean(text)}\n")
-
-    def ok(self, check, text):
-        self.line("ok", check, text)
-
-    def warning(self, check, text):
-        self.line("warning", check, text)
-
-    def error(self, check, text, unavailable=False):
-        self.errors += 1
-        self.unavailable = self.unavailable or unavailable
-        self.line("error", check, text)
 
     def failure(self, check, failure):
         """An exchange that did not succeed; True when IRIS is not usable at all (stop checking)."""
         stop = failure.kind in (UNAVAILABLE, ITEM_ERROR)
         self.error(check, f"IRIS is not available: {failure.reason}" if stop else failure.reason, unavailable=stop)
         return stop
-
-    def exit_code(self):
-        if self.unavailable:
-            return EXIT_SPOOLED
-        return EXIT_CONFIG if self.errors else EXIT_OK
 
 
 def get(client, target):

@@ -109,19 +109,31 @@ def route(alert, options):
     if field:
         value = field_value(alert, field)
         if isinstance(value, str) and value.strip():
-            return value.strip(), f"{field} = {value.strip()!r}"
+            return value.strip(), f"{field} = {_clip(value.strip())!r}"
     for number, rule in enumerate(options["customer_routes"], 1):
         for candidate in _candidates(field_value(alert, rule["field"])):
             if glob_match(rule["match"], candidate):
-                return rule["customer"], f"route {number} ({rule['field']} {rule['match']!r} matched {candidate!r})"
+                matched = f"{rule['field']} {rule['match']!r} matched {_clip(candidate)!r}"
+                return rule["customer"], f"route {number} ({matched})"
     return None, NO_ROUTE
 
 
+def _clip(text, limit=200):
+    """An agent-controlled value bounded for a log line."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def source_ref(alert, wazuh_ref):
-    """The alert's reference in IRIS: unique across cluster nodes (see the module docstring)."""
+    """The alert's reference in IRIS: unique across cluster nodes (see the module docstring).
+
+    ``%`` and ``:`` in the node name are percent-encoded, so the first ``:`` always ends the node name:
+    node ``a:1`` with id ``2`` (``a%3A1:2``) and node ``a`` with id ``1:2`` (``a:1:2``) stay apart. A name
+    without them is unchanged (references of earlier versions still match).
+    """
     node = field_value(alert, "manager.name")
     if isinstance(node, str) and node.strip() and not wazuh_ref.startswith("wazuh-noid-"):
-        return f"{node.strip()}:{wazuh_ref}"
+        node = node.strip().replace("%", "%25").replace(":", "%3A")
+        return f"{node}:{wazuh_ref}"
     return wazuh_ref
 
 

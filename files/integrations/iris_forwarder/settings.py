@@ -190,8 +190,23 @@ def read_head(path, limit, error, where):
         raise error(f"cannot read {where}: {exc.strerror or type(exc).__name__}") from None
 
 
+def check_key_file_mode(path, error, where):
+    """Raise error when every local user may read or write the key file (the role writes it root:wazuh 0640)."""
+    import os  # noqa: PLC0415 -- loaded at start-up already
+    import stat  # noqa: PLC0415 -- loaded by os already
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # the read that follows names the reason
+    if stat.S_ISREG(mode) and mode & 0o007:
+        raise error(f"{where} is open to every local user (mode {mode & 0o777:04o}); it must not be: "
+                    "chmod o-rwx it (the role writes it root:wazuh 0640)")
+
+
 def read_api_key(path):
     """The API key held by the file path (surrounding white space removed). Raises KeyFileError."""
+    check_key_file_mode(path, KeyFileError, f"api_key_file {path}")
     raw = read_head(path, MAX_KEY_FILE_BYTES, KeyFileError, f"api_key_file {path}")
     if len(raw) > MAX_KEY_FILE_BYTES:
         raise KeyFileError(f"api_key_file {path} is larger than {MAX_KEY_FILE_BYTES} bytes; it must hold the key alone")

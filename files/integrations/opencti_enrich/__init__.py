@@ -53,6 +53,7 @@ from .settings import (
     load_options,
     parse_argv,
     safe_url,
+    token_for,
 )
 
 __all__ = ["AlertError", "load_alert", "lookup", "main", "run"]
@@ -101,6 +102,7 @@ def lookup(observables, args, options, log, deadline):
         log.debug(f"OpenCTI request variables: {jsonio.dumps(variables)}")
         endpoint = graphql.endpoint_for(args.hook_url, options)
         status, raw = graphql.post(endpoint, args.api_key, variables, args.timeout, deadline)
+        raw = log.masker.mask_bytes(raw)  # before any text of it is cut into an error event
         for obs, result in answer.read_answer(status, raw, missing).items():
             results[obs] = result
             cache.put(obs, result)
@@ -168,6 +170,12 @@ def main(argv=None):
             log.warning(args.timeout_note)
         for problem in problems:
             log.warning(problem)
+        token, problem = token_for(args, options)
+        if problem:
+            log.error(problem)
+            return EXIT_USAGE
+        log.masker.add(token)
+        args.api_key = token
         return enrich(args, options, log, started)
     except Exception:  # the last line of defence: the traceback goes to the log, secrets masked
         import traceback  # noqa: PLC0415 -- only on this path

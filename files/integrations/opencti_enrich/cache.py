@@ -2,6 +2,9 @@
 
 The file is replaced atomically (socstack_core.files.write_json: temp file, fsync, rename), so a
 reader sees the old file or the whole new one; an unreadable or odd file is logged and taken as empty.
+Writers take a flock on state_dir itself (no lock file) and merge: each re-reads the file under the lock and adds
+its own new results to it, so concurrent runs keep each other's entries. An entry is trusted only while
+0 <= now - stored < cache_ttl: one stored "in the future" (a clock set back, an edited file) is not.
 """
 import math
 import os
@@ -11,6 +14,7 @@ from socstack_core import files, jsonio
 
 CACHE_FILE = "opencti-cache.json"
 MAX_CACHE_BYTES = 64 * 1024 * 1024
+FUTURE_SLACK = 5  # seconds an entry may be dated ahead of now (clock jitter between runs)
 
 
 def _is_id(value):
@@ -42,6 +46,19 @@ def _stamp(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
+def _lock_dir(path):
+    """An fd holding an exclusive flock on the directory path (writers of the cache take turns)."""
+    import fcntl  # noqa: PLC0415 -- only runs that store results
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 class ResultCache:
     """Results per observable key ('ipv4:45.155.205.233'), each with the time it was stored."""
 
@@ -51,58 +68,68 @@ class ResultCache:
         self.max_entries = max_entries
         self.log = log
         self.entries = {}
-        self.dirty = False
+        self.fresh = {}  # entries this run stored
         if ttl > 0:
-            self._load()
+            self.entries = self._read()
 
     @staticmethod
     def key(obs):
         return f"{obs.kind}:{obs.value}"
 
-    def _load(self):
+    def _read(self):
+        """The file's entries ({} when there is none, or it is unusable: logged)."""
         try:
             with open(self.path, "rb") as handle:
                 raw = handle.read(MAX_CACHE_BYTES + 1)
         except FileNotFoundError:
-            return
+            return {}
         except OSError as exc:
             self.log.warning(f"cache file {self.path} is unreadable ({exc.strerror or exc}); starting empty")
-            return
+            return {}
         try:
             if len(raw) > MAX_CACHE_BYTES:
                 raise ValueError("too large")
             document = jsonio.loads(raw)
         except (ValueError, RecursionError) as exc:
             self.log.warning(f"cache file {self.path} is corrupt ({type(exc).__name__}); starting empty")
-            return
+            return {}
         entries = document.get("entries") if isinstance(document, dict) else None
         if not isinstance(entries, dict):
             self.log.warning(f"cache file {self.path} has an unexpected layout; starting empty")
-            return
-        self.entries = {k: v for k, v in entries.items() if isinstance(v, dict) and _stamp(v.get("stored"))}
+            return {}
+        return {k: v for k, v in entries.items() if isinstance(v, dict) and _stamp(v.get("stored"))}
+
+    def _live(self, entry, now):
+        return now - entry["stored"] + FUTURE_SLACK >= 0 and now - entry["stored"] < self.ttl
 
     def get(self, obs):
-        """The cached result, or None when absent, older than the TTL, or not of the expected shape."""
+        """The cached result, or None when absent, older than the TTL, dated in the future, or of another shape."""
         entry = self.entries.get(self.key(obs))
-        if not entry or time.time() - entry["stored"] >= self.ttl:
+        if not entry or not self._live(entry, time.time()):
             return None
         result = entry.get("result")
         return result if valid_result(result) else None
 
     def put(self, obs, result):
         if self.ttl > 0:
-            self.entries[self.key(obs)] = {"stored": time.time(), "result": result}
-            self.dirty = True
+            self.fresh[self.key(obs)] = {"stored": time.time(), "result": result}
 
     def save(self):
-        """Write the live entries atomically; a failure only costs future requests (logged)."""
-        if not self.dirty:
+        """Merge this run's results into the file under its lock, atomically; a failure only costs future
+        requests (logged)."""
+        if not self.fresh:
             return
-        now = time.time()
-        live = sorted(((k, v) for k, v in self.entries.items() if now - v["stored"] < self.ttl),
-                      key=lambda item: item[1]["stored"])[-self.max_entries:]
+        lock = None
         try:
             os.makedirs(os.path.dirname(self.path) or ".", mode=0o750, exist_ok=True)
+            lock = _lock_dir(os.path.dirname(self.path) or ".")
+            now = time.time()
+            merged = dict(self._read(), **self.fresh)
+            live = sorted(((k, v) for k, v in merged.items() if self._live(v, now)),
+                          key=lambda item: item[1]["stored"])[-self.max_entries:]
             files.write_json(self.path, {"version": 1, "entries": dict(live)}, mode=0o640)
         except (OSError, ValueError, TypeError) as exc:
             self.log.warning(f"cannot write cache file {self.path}: {getattr(exc, 'strerror', None) or exc}")
+        finally:
+            if lock is not None:
+                os.close(lock)

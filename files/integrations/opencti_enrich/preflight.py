@@ -36,8 +36,8 @@ from .settings import (
     graphql_url,
     safe_url,
 )
+from .settings import read_token as _read_token
 
-MAX_TOKEN_BYTES = 64 * 1024
 MAX_ANSWER_BYTES = 1024 * 1024
 MAX_TEXT = 300
 CONNECTION_FLAGS = ("--url", "--token-file", "--options", "--timeout")
@@ -85,20 +85,8 @@ def check_options(path, out):
 
 
 def read_token(path, stdin):
-    """(token, None) or (None, problem): the token file's text without surrounding white space."""
-    where = "standard input" if path == "-" else f"token file {path}"
-    raw, problem = opt.read_bounded(path, MAX_TOKEN_BYTES, where, stdin.buffer if path == "-" else None)
-    if problem:
-        return None, problem
-    try:
-        token = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return None, f"{where} is not UTF-8"
-    if not token:
-        return None, f"{where} is empty"
-    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in token):
-        return None, f"{where} must hold the token alone, on one line (it has white space or control characters)"
-    return token, None
+    """(token, None) or (None, problem) of --token-file (``-``: standard input); see settings.read_token."""
+    return _read_token(path, stdin.buffer if path == "-" else None, check_mode=False)
 
 
 def _one_line(text):
@@ -198,7 +186,8 @@ def check_connection(given, out, stdin):
     except http.TransportError as exc:
         out.write(masker.mask(transport_problem(exc, endpoint.url, where, timeout)) + "\n")
         return EXIT_CONFIG if exc.config else EXIT_CHECK_FAILED
-    found, name = answer_problems(response.status, response.body, where)
+    # Masked BEFORE any cut: a token straddling a cut would otherwise survive without its tail.
+    found, name = answer_problems(response.status, masker.mask_bytes(response.body), where)
     for line in found:
         out.write(masker.mask(line) + "\n")
     if found:

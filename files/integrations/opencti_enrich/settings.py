@@ -3,8 +3,10 @@
     custom-opencti ALERT_FILE API_KEY HOOK_URL [debug [OPTIONS_FILE TIMEOUT RETRIES]] ['> /dev/null 2>&1']
 
 Every layout Wazuh 4.x uses is accepted (docs/opencti.md, "Command line"); the literal redirect
-element integratord appends, whole or split, is ignored. The role's preflight checks have their
-own command lines (preflight.py): --check-options and --check-connection.
+element integratord appends, whole or split, is ignored. The token comes from the file the option
+api_key_file names (the role writes it; ossec.conf then has no <api_key>, so it is in no process's
+command line); integratord's API_KEY argument is used only when that option is unset. The role's
+preflight checks have their own command lines (preflight.py): --check-options and --check-connection.
 """
 from socstack_core import options as opt
 
@@ -52,6 +54,8 @@ OPTIONS = {
     "verify_tls": (opt.boolean, True),
     "queue_socket": (_any_text, "/var/ossec/queue/sockets/queue"),
     "log_file": (_any_text, "logs/integrations.log"),
+    # File holding the OpenCTI API token alone (root:wazuh 0640); wins over integratord's API_KEY argument.
+    "api_key_file": (_text_or_none, None),
     # true: debug logging, as integratord's "debug" argument (either one turns it on).
     "debug": (opt.boolean, False),
 }
@@ -111,8 +115,8 @@ def parse_argv(argv):
         raise UsageError(f"expected at least 3 arguments (alert file, API token, OpenCTI URL), got {len(args)}")
     alert_file, api_key, hook_url = args[0], args[1], args[2]
     rest = args[3:]
-    if not api_key or not hook_url:
-        raise UsageError("the integration needs <api_key> and <hook_url> in its ossec.conf block")
+    if not hook_url:
+        raise UsageError("the integration needs <hook_url> in its ossec.conf block")
     timeout, note = DEFAULT_TIMEOUT, None
     if len(rest) > 2 and rest[2].strip():
         text = rest[2].strip()
@@ -123,3 +127,48 @@ def parse_argv(argv):
     return Arguments(alert_file=alert_file, api_key=api_key, hook_url=hook_url,
                      debug=bool(rest) and rest[0] == "debug", options_file=rest[1] if len(rest) > 1 else "",
                      timeout=timeout, timeout_note=note)
+
+
+MAX_TOKEN_BYTES = 64 * 1024
+
+
+def read_token(path, stdin=None, check_mode=True):
+    """(token, None) or (None, problem): the token file's text without surrounding white space.
+
+    path "-" reads stdin (a binary stream). With check_mode, a regular file that every local user may read
+    or write is refused: the role writes the api_key_file root:wazuh 0640.
+    """
+    import os  # noqa: PLC0415 -- loaded at start-up already
+    import stat  # noqa: PLC0415
+
+    where = "standard input" if path == "-" else f"token file {path}"
+    if check_mode and path != "-":
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = 0
+        if stat.S_ISREG(mode) and mode & 0o007:
+            return None, (f"{where} is open to every local user (mode {mode & 0o777:04o}); it must not be: chmod "
+                          "o-rwx it (the role writes it root:wazuh 0640)")
+    raw, problem = opt.read_bounded(path, MAX_TOKEN_BYTES, where, stdin if path == "-" else None)
+    if problem:
+        return None, problem
+    try:
+        token = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None, f"{where} is not UTF-8"
+    if not token:
+        return None, f"{where} is empty"
+    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in token):
+        return None, f"{where} must hold the token alone, on one line (it has white space or control characters)"
+    return token, None
+
+
+def token_for(args, options):
+    """(token, None) or (None, problem): api_key_file when set (the argv token is then ignored), else argv."""
+    if options["api_key_file"]:
+        return read_token(options["api_key_file"])
+    if args.api_key:
+        return args.api_key, None
+    return None, ("no OpenCTI token: set the option api_key_file (the file holding the token), or <api_key> in "
+                  "the ossec.conf block")

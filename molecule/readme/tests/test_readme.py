@@ -111,8 +111,9 @@ def test_iris_answers_the_new_admin_key_and_refuses_the_example_one(host, new_va
 
 
 def test_manager_got_the_new_opencti_token(host, run):
-    ossec_conf = host.file("/var/ossec/etc/ossec.conf").content_string
-    assert f"<api_key>{run['opencti_token']}</api_key>" in ossec_conf
+    # The token file, not ossec.conf (integratord would pass an <api_key> in argv, readable in /proc).
+    assert host.file("/var/ossec/etc/opencti.token").content_string.strip() == run["opencti_token"]
+    assert run["opencti_token"] not in host.file("/var/ossec/etc/ossec.conf").content_string
 
 
 def test_a_wazuh_alert_reaches_iris_with_the_issued_service_key(host, new_values):

@@ -140,7 +140,6 @@ def test_integration_blocks_sit_inside_ossec_config(host, settings):
     common = {
         "name": "custom-opencti",
         "hook_url": f"http://127.0.0.1:{settings['molecule_opencti_port']}/graphql",
-        "api_key": settings["molecule_opencti_token"],
         "alert_format": "json",
         "timeout": "10",
     }
@@ -150,8 +149,12 @@ def test_integration_blocks_sit_inside_ossec_config(host, settings):
     assert json.loads(second.pop("options")) == options
     assert second == {**common, "rule_id": "86601,80792", "level": "3"}
     # settings the inventory leaves empty are not written: the program's own defaults apply
-    assert options == {"debug": False, "state_dir": STATE_DIR, "verify_tls": True,
-                       "queue_socket": f"{OSSEC}/queue/sockets/queue"}
+    assert options == {"api_key_file": f"{OSSEC}/etc/opencti.token", "debug": False, "state_dir": STATE_DIR,
+                       "verify_tls": True, "queue_socket": f"{OSSEC}/queue/sockets/queue"}
+    assert settings["molecule_opencti_token"] not in text  # no <api_key>: the token is in no command line
+    token = host.file(f"{OSSEC}/etc/opencti.token")
+    assert (token.user, token.group, token.mode) == ("root", "wazuh", 0o640)
+    assert token.content_string.strip() == settings["molecule_opencti_token"]
     assert json.loads(host.file(f"{OSSEC}/etc/opencti.json").content_string) == options
 
 

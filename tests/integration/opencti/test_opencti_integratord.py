@@ -129,6 +129,10 @@ class WazuhHome:
             wazuh_opencti_extra_options={"queue_socket": queue.path},
         )
         (self.dir / "etc" / "ossec.conf").write_text(f"<ossec_config>\n{block}</ossec_config>\n")
+        token_file = self.dir / "etc" / "opencti.token"  # as the role writes it: root:<daemon group> 0640
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o640)
+        os.chown(token_file, os.getuid(), self.gid)
         self.process = None
 
     def start(self):
@@ -208,12 +212,13 @@ def test_the_role_blocks_are_read_by_integratord_and_their_options_by_the_progra
     assert integration.name == "custom-opencti"
     assert integration.group == "syscheck_file,ids,audit_command,sonicwall,fortigate"
     assert (integration.level, integration.timeout, integration.alert_format) == (5, 10, "json")
-    assert integration.api_key == home.token
+    # Issue 22: the token is no longer in ossec.conf (integratord passed it in argv, readable in /proc);
+    # the program reads it from the role's token file.
+    assert not integration.api_key and home.token not in home.text("etc/ossec.conf")
     # the main stock rules of ids and audit_command (level 3 in Wazuh's ruleset) in a block of their own
     assert (main_rules.name, main_rules.rule_id, main_rules.level) == ("custom-opencti", [86601, 80792], 3)
-    assert not main_rules.group
-    assert (main_rules.options, main_rules.api_key, main_rules.timeout) == (
-        integration.options, integration.api_key, integration.timeout)
+    assert not main_rules.group and not main_rules.api_key
+    assert (main_rules.options, main_rules.timeout) == (integration.options, integration.timeout)
     options_file = home.dir / "role.options"
     options_file.write_text(integration.options + "\n")
     options, problems = load_options(str(options_file))
@@ -224,6 +229,7 @@ def test_the_role_blocks_are_read_by_integratord_and_their_options_by_the_progra
     assert options["state_dir"] == str(home.dir / "var" / "opencti")
     assert options["queue_socket"] == home.queue.path
     assert options["verify_tls"] is True
+    assert options["api_key_file"] == str(home.dir / "etc" / "opencti.token")
 
 
 def test_options_json_keeps_xml_special_characters_out_of_ossec_conf():
