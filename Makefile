@@ -155,6 +155,10 @@ unit: venv
 .PHONY: images
 images:
 	DOCKER_CONFIG=$(DOCKER_CONFIG_DIR) lab/build-images.sh
+	@# The IRIS images (real app and worker from ../shared/iris, db/nginx/RabbitMQ stand-ins); without the
+	@# sources only the scenarios that bring IRIS up stop (their prepare says why).
+	@if [ -d "$${IRIS_SOURCES:-../shared/iris}" ]; then DOCKER_CONFIG=$(DOCKER_CONFIG_DIR) lab/standin-images/build.sh; \
+	else echo "images: no $${IRIS_SOURCES:-../shared/iris}: the IRIS images are not built (scenarios iris, stack, readme need them)"; fi
 
 .PHONY: molecule
 molecule: molecule-venv images

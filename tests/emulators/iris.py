@@ -6,8 +6,9 @@ the two disagree). That covers the ``{status, message, data}`` envelope and its 
 "not found", 401 "Authentication required", 403 "Permission denied", HTML pages for 404/405/500), API-key
 auth (``Authorization: Bearer``, bare ``Authorization``, ``X-IRIS-AUTH``), first-boot state and ids, the
 group permission bit mask, customers/groups/users management with IRIS's duplicate and password rules,
-membership replacement, API-key renewal, the lookup lists in their real ids and order, and alerts (add,
-filter, get, update, delete, comments and their delete) with IRIS's validation messages and filter semantics.
+membership replacement, API-key renewal, ``/user/whoami``, the lookup lists in their real ids and order, and
+alerts (add, filter, get, update, delete, comments and their delete) with IRIS's validation messages and filter
+semantics.
 Every answer carries an HTTP ``Date`` header (http.server adds it), as the real server's do (measured
 2026-12-04, iris-2.4.20.md): the AI worker measures its clock skew from it. A few
 routes the transcripts do not exercise (customer and user delete, user activate) follow the v2.4.20
@@ -722,6 +723,7 @@ class IrisEmulator:
         table = [
             ("GET", "/api/ping", lambda call: _ok("pong"), ANY_USER),
             ("GET", "/api/versions", lambda call: _ok("", dict(VERSIONS)), ANY_USER),
+            ("GET", "/user/whoami", self._whoami, ANY_USER),
         ]
         table += [("GET", f"/manage/{kind}/list", lambda call, rows=rows: _ok("", copy.deepcopy(rows)), ANY_USER)
                   for kind, rows in LOOKUPS.items()]
@@ -1004,6 +1006,17 @@ class IrisEmulator:
                                      "customer_name": c["customer_name"]}
                                     for c in self.state["customers"] if c["customer_id"] in user["customers"]],
                     user_primary_organisation_id=org["org_id"])
+
+    @staticmethod
+    def _whoami(call):
+        """The key's owner as 2.4.20 answers /user/whoami (measured 2026-12-04; the emulator lacked the route
+        until test_iris_real.py compared it with the real server)."""
+        user = call.user
+        return _ok("", {"user_id": user["id"], "user_uuid": user["uuid"], "user_name": user["name"],
+                        "user_login": user["login"], "user_email": user["email"],
+                        "has_deletion_confirmation": False, "has_mini_sidebar": False,
+                        "is_service_account": user["is_service_account"], "mfa_secrets": None,
+                        "webauthn_credentials": [], "mfa_setup_complete": False})
 
     def _users_list(self, call):
         return _ok("", [self._dump_user_row(u) for u in self.state["users"]])
