@@ -82,8 +82,6 @@ class RealIris:
                        IRIS_ADM_EMAIL="admin@localhost", IRIS_ADM_PASSWORD="Adm1n" + secrets.token_hex(8),
                        IRIS_ADM_API_KEY=self.admin_api_key)
             self._run("app", self.app_image, app, "-p", "127.0.0.1::8000")
-            port = _docker("port", f"{self.prefix}-app", "8000/tcp").stdout.split("\n")[0].rsplit(":", 1)[1]
-            self.url = f"http://127.0.0.1:{port}"
             self._wait()
         except BaseException:
             self.stop()
@@ -91,6 +89,9 @@ class RealIris:
         return self
 
     def _wait(self):
+        # the host port is chosen again at each container start
+        port = _docker("port", f"{self.prefix}-app", "8000/tcp").stdout.split("\n")[0].rsplit(":", 1)[1]
+        self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + BOOT_TIMEOUT
         request = urllib.request.Request(self.url + "/api/ping",
                                          headers={"Authorization": "Bearer " + self.admin_api_key})
@@ -108,6 +109,20 @@ class RealIris:
         logs = _docker("logs", "--tail", "30", f"{self.prefix}-app", check=False)
         raise RuntimeError(f"the real IRIS did not answer /api/ping within {BOOT_TIMEOUT} s; "
                            f"last app log lines:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
+
+    def reset(self):
+        """Back to the first-boot state: drop iris_db and iris_tasks, recreate iris_db with pgcrypto (as the db
+        image's create_user.sh does), restart the app (a fresh first boot takes about 15 s idle)."""
+        app, db = f"{self.prefix}-app", f"{self.prefix}-db"
+        _docker("stop", "-t", "5", app)
+        sql = ("DROP DATABASE IF EXISTS iris_tasks;", "DROP DATABASE IF EXISTS iris_db;", "CREATE DATABASE iris_db;")
+        for statement in sql:
+            _docker("exec", db, "psql", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "postgres", "-c", statement)
+        _docker("exec", db, "psql", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "iris_db", "-c",
+                "CREATE EXTENSION IF NOT EXISTS pgcrypto CASCADE;")
+        _docker("start", app)
+        self._wait()
+        return self
 
     def logs(self, service="app", tail=50):
         result = _docker("logs", "--tail", str(tail), f"{self.prefix}-{service}", check=False)
