@@ -1,4 +1,5 @@
-"""The IRIS emulator against a real DFIR-IRIS 2.4.20 (``pytest --real-iris``), on the routes the programs use.
+"""The IRIS emulator against a real DFIR-IRIS 2.4.20 (``pytest --real-iris``), on the routes the programs use;
+and the forwarder, its preflight, run end to end against the real server.
 
 One scripted exchange (the forwarder's, the preflight's, the AI worker's and the modules' calls, in the
 order a deployment makes them) runs against both servers; for each call the HTTP status, whether the
@@ -16,6 +17,8 @@ import urllib.request
 import pytest
 
 from tests.conftest import IRIS_ADMIN_KEY
+from tests.integration.test_forwarder_preflight import ALL_OK, checks, line_of
+from tests.support.forwarder import Manager, alert, run_like_integratord
 
 pytestmark = pytest.mark.integration
 
@@ -182,3 +185,48 @@ def test_emulator_answers_like_the_real_iris(real_iris, iris_emulator):
                 real_value, emulated_value = want.get(key, "absent"), got.get(key, "absent")
                 differences.append(f"{name}: {key}: real {real_value!r}, emulator {emulated_value!r}")
     assert differences == [], "\n".join(differences)
+
+
+@pytest.fixture
+def real_manager(tmp_path, real_iris):
+    """A stand-in Wazuh home whose forwarder talks to the real IRIS with a new service account (group with
+    alerts_read, alerts_write, customers_read, standard_user; linked to IrisInitialClient, id 1)."""
+    tag = secrets.token_hex(3)
+    _status, group = call(real_iris.url, "POST", "/manage/groups/add", IRIS_ADMIN_KEY,
+                          {"group_name": f"Forwarders {tag}", "group_description": "forwarder tests",
+                           "group_permissions": [1, 4, 8, 64]})
+    _status, user = call(real_iris.url, "POST", "/manage/users/add", IRIS_ADMIN_KEY,
+                         {"user_login": f"fw-{tag}", "user_name": f"fw-{tag}", "user_email": f"fw-{tag}@example.org",
+                          "user_password": "", "user_is_service_account": True})
+    user_id = user["data"]["id"]
+    call(real_iris.url, "POST", f"/manage/users/{user_id}/groups/update", IRIS_ADMIN_KEY,
+         {"groups_membership": [group["data"]["group_id"]]})
+    call(real_iris.url, "POST", f"/manage/users/{user_id}/customers/update", IRIS_ADMIN_KEY,
+         {"customers_membership": [1]})
+    return Manager(tmp_path / "ossec", real_iris, user["data"]["user_api_key"])
+
+
+def test_preflight_against_the_real_iris(real_manager, real_iris, capsys):
+    code, lines, _err = real_manager.check(capsys)
+    assert code == 0, lines
+    assert checks(lines, "ok") == ALL_OK
+    expected = f"ok connection: IRIS v2.4.20 at {real_iris.url} accepts the key (plain HTTP)"
+    assert line_of(lines, "ok connection:") == expected
+    assert "ok severity_by_level: Informational=3, Low=4, Medium=1, High=5, Critical=6" in lines
+    assert "ok status: New=2" in lines
+    assert "ok customer: the account is linked to customer 1 (IrisInitialClient)" in lines
+
+
+def test_forwarder_delivers_an_alert_to_the_real_iris(real_manager, real_iris, launcher):
+    number = secrets.randbelow(10**8)
+    wazuh_alert = alert(number)
+    result = run_like_integratord(real_manager, launcher, real_manager.argv(wazuh_alert))
+    assert result.returncode == 0, real_manager.log()
+    query = urllib.parse.urlencode({"source_reference": f"1700000000.{number}", "per_page": 5})
+    _status, found = call(real_iris.url, "GET", "/alerts/filter?" + query, real_manager.api_key)
+    assert found["data"]["total"] == 1, found
+    delivered = found["data"]["alerts"][0]
+    assert "sshd: brute force" in delivered["alert_title"]
+    assert delivered["alert_source_ref"].endswith(f"1700000000.{number}")
+    assert delivered["alert_severity_id"] == 5  # rule level 10: High, whose id is 5 on 2.4.20
+    assert real_manager.spooled() == []
