@@ -1295,11 +1295,23 @@ class IrisEmulator:
                 f'"{table}".\n\n[SQL: {statement}]\n[parameters: {parameters!r}]\n{SQLALCHEMY_FK_HELP}')
 
     @staticmethod
-    def _tags_error(body):
-        """IRIS splits a truthy alert_tags on commas: anything but a string fails with Python's message."""
+    def _body_error(body):
+        """IRIS splits a truthy alert_tags on commas: anything but a string fails with Python's message. A text
+        column's value with a NUL or a lone surrogate fails in psycopg2 / UTF-8 encoding with their messages;
+        inside alert_source_content (a JSON column) both are stored (measured on 2.4.20 by
+        test_iris_real.py::test_text_a_real_iris_refuses, 2026-12-07)."""
         tags = body.get("alert_tags")
         if tags and not isinstance(tags, str):
             return f"'{type(tags).__name__}' object has no attribute 'split'"
+        for key, value in body.items():
+            if key == "alert_source_content" or not isinstance(value, str):
+                continue
+            if "\x00" in value:
+                return "A string literal cannot contain NUL (0x00) characters."
+            lone = re.search("[\ud800-\udfff]", value)
+            if lone:
+                return (f"'utf-8' codec can't encode character {lone.group()!r} in position {lone.start()}: "
+                        "surrogates not allowed")
         return None
 
     @staticmethod
@@ -1327,7 +1339,7 @@ class IrisEmulator:
         for items in (iocs, assets):
             if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
                 return _err(str({"_schema": ["Invalid input type."]}))
-        problem = self._tags_error(body)
+        problem = self._body_error(body)
         errors = self._field_errors(body, partial=False)
         if problem or errors:
             return _err(problem or str(errors))
@@ -1458,7 +1470,7 @@ class IrisEmulator:
             if old != value:
                 activity.append(f'"{key}"' if key in ("alert_content", "alert_note")
                                 else f'"{key}" from "{old}" to "{value}"')
-        problem = self._tags_error(body)
+        problem = self._body_error(body)
         errors = self._field_errors(body, partial=True)
         if problem or errors:
             return _err(problem or str(errors))

@@ -30,7 +30,7 @@ MISSING = object()
 
 def call(base, method, path, key, body=None):
     """(status, parsed JSON or None) of one request, without cookies (as the programs do)."""
-    data = None if body is None else json.dumps(body).encode()
+    data = None if body is None else json.dumps(body).encode()  # ensure_ascii: lone surrogates go escaped
     headers = {"Authorization": "Bearer " + key}
     if data is not None:
         headers["Content-Type"] = "application/json"
@@ -144,6 +144,13 @@ def run_script(base, tag):
     step("alert add for a customer not linked", "POST", "/alerts/add", key=service_key,
          body=dict(alert, alert_customer_id=pick(customers, "data.0.customer_id")))
     step("alert add with list tags", "POST", "/alerts/add", key=service_key, body=dict(alert, alert_tags=["a"]))
+    step("alert add with a NUL in a text field", "POST", "/alerts/add", key=service_key,
+         body=dict(alert, alert_note="a\x00b"))
+    step("alert add with a lone surrogate in a text field", "POST", "/alerts/add", key=service_key,
+         body=dict(alert, alert_title="a\ud800b"))
+    step("alert add with NUL and a lone surrogate in the source content", "POST", "/alerts/add", key=service_key,
+         body=dict(alert, alert_source_ref=ref + "-content", alert_source_content={"a": "x\x00\udfffy"}),
+         read=("data.alert_id",))
     query = urllib.parse.urlencode({"source_reference": ref, "per_page": 5})
     step("filter by reference", "GET", "/alerts/filter?" + query, key=service_key,
          read=("data.total", "data.alerts.0.alert_id", "data.alerts.0.alert_source_ref", "data.last_page",
@@ -239,6 +246,21 @@ def test_forwarder_delivers_an_alert_to_the_real_iris(real_manager, real_iris, l
     assert delivered["alert_source_ref"].endswith(f"1700000000.{number}")
     assert delivered["alert_severity_id"] == 5  # rule level 10: High, whose id is 5 on 2.4.20
     assert real_manager.spooled() == []
+
+
+def test_forwarder_replaces_nul_characters_the_real_iris_refuses(real_manager, real_iris, launcher):
+    """A NUL in a text field gets 400 from IRIS (psycopg2); the forwarder replaces it (U+FFFD) so the alert
+    arrives; the source content (a JSON column) keeps it."""
+    number = secrets.randbelow(10**8)
+    wazuh_alert = alert(number, full_log="May 11 sshd[1]: user a\x00b", agent={"id": "001", "name": "web\x00"})
+    result = run_like_integratord(real_manager, launcher, real_manager.argv(wazuh_alert))
+    assert result.returncode == 0, real_manager.log()
+    assert real_manager.rejected() == []
+    query = urllib.parse.urlencode({"source_reference": f"1700000000.{number}", "per_page": 5})
+    delivered = call(real_iris.url, "GET", "/alerts/filter?" + query, real_manager.api_key)[1]["data"]["alerts"][0]
+    assert delivered["alert_title"].endswith("(web\ufffd)")
+    assert "NUL characters in alert_title, alert_description, alert_tags replaced" in delivered["alert_description"]
+    assert delivered["alert_source_content"]["full_log"] == "May 11 sshd[1]: user a\x00b"
 
 
 def test_ai_worker_changes_only_tags_and_one_comment_on_the_real_iris(real_iris, tmp_path):
