@@ -266,13 +266,18 @@ def test_forwarder_replaces_nul_characters_the_real_iris_refuses(real_manager, r
 def test_ai_worker_changes_only_tags_and_one_comment_on_the_real_iris(real_iris, tmp_path):
     """test_ai_worker_flow.py's first test against the real server: the worker's updates leave the owner (set
     or unset) and the note alone, and each alert gets one analysis comment."""
-    real_iris.reset()  # no alert of earlier tests in the worker's view
-    analyst_id, _key = add_account(real_iris, [2], password="Correct9HorseBattery")  # Analysts
-    _worker_id, worker_key = add_account(real_iris, [2])
+    # A customer of its own: the worker's account sees no alert of the other tests (non-administrators see only
+    # the alerts of their customers), so the session's server needs no reset.
+    _status, customer = call(real_iris.url, "POST", "/manage/customers/add", IRIS_ADMIN_KEY,
+                             {"customer_name": "AI " + secrets.token_hex(3), "customer_description": "ai worker test",
+                              "customer_sla": ""})
+    customer_id = customer["data"]["customer_id"]
+    analyst_id, _key = add_account(real_iris, [2], [customer_id], password="Correct9HorseBattery")  # Analysts
+    _worker_id, worker_key = add_account(real_iris, [2], [customer_id])
     ids = []
     for owner in (None, analyst_id):
         body = {"alert_title": "sshd: non-existent user", "alert_severity_id": 4, "alert_status_id": 2,
-                "alert_customer_id": 1, "alert_tags": "wazuh,ai-pending", "alert_note": "analyst wrote this",
+                "alert_customer_id": customer_id, "alert_tags": "wazuh,ai-pending", "alert_note": "analyst wrote this",
                 "alert_source_content": SSH_EVENT}
         if owner is not None:
             body["alert_owner_id"] = owner
