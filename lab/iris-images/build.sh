@@ -23,14 +23,14 @@
 set -euo pipefail
 
 iris_dir=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=../build-images.sh
+# shellcheck source=lab/build-images.sh
 . "$iris_dir/../build-images.sh"
 repo=$(cd "$iris_dir/../.." && pwd)
 sources=${IRIS_SOURCES:-$repo/../shared/iris}
 tag=${IRIS_APP_IMAGE:-socstack-lab/iris-app:v2.4.20}
 pip_cache=${LAB_PIP_CACHE:-$workdir/pip-cache}
-tarball=iris-web-2.4.20-src.tar.gz
-splunk=splunk-hec-src.tar.gz
+tarball="iris-web-2.4.20-src.tar.gz"
+splunk="splunk-hec-src.tar.gz"
 # Debian 11 packages: Python 3.9 and venv; curl (wait-for-iriswebapp.sh, health checks); what the
 # upstream image adds (p7zip-full, gpg, rsync, postgresql-client for the backups); gcc, libc6-dev and
 # python3-dev build pyminizip (no wheel for 3.9 on PyPI) and are purged by install.sh.
