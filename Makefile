@@ -30,7 +30,7 @@ help:
 	@echo "make lab          build the lab images and roll the stack out into containers"
 	@echo "make lab-destroy  remove the lab"
 	@echo "make build        build the collection tarball"
-	@echo "stages: venv molecule-venv ruff lint sanity core-matrix unit molecule images (SCENARIOS='a b' to pick scenarios)"
+	@echo "stages: venv molecule-venv ruff lint sanity core-matrix unit real-iris molecule images (SCENARIOS='a b' to pick scenarios)"
 
 # --- the development virtualenv (ruff, ansible-lint, sanity, pytest): Python 3.11, ansible-core 2.19 --
 # (re)created when missing or older than a requirements file.
@@ -110,6 +110,7 @@ test: venv
 	@$(call stage,ansible-test sanity,$(MAKE) --no-print-directory sanity)
 	@$(call stage,ansible-core $(CORE_OLDEST) and $(CORE_NEWEST),$(MAKE) --no-print-directory core-matrix)
 	@$(call stage,pytest,$(MAKE) --no-print-directory unit)
+	@$(call stage,pytest real IRIS,$(MAKE) --no-print-directory real-iris)
 	@$(call stage,molecule,$(MAKE) --no-print-directory molecule)
 	@echo "==> stage timings"; cat $(TIMINGS)
 
@@ -152,10 +153,25 @@ core-matrix: venv molecule-venv
 unit: venv wazuh
 	$(BIN)/pytest -q
 
+# The end-to-end subset against a real DFIR-IRIS 2.4.20 (tests/support/real_iris.py: the lab's app image
+# on the host engine, one first boot per session): the emulator compared with it on the routes the
+# programs use, and the module playbooks. Without ../shared/iris it says so and runs nothing.
+REAL_IRIS_TESTS := tests/integration/test_iris_real.py tests/integration/test_iris_modules_playbook.py
+
+.PHONY: real-iris
+real-iris: venv
+	@if [ -d "$${IRIS_SOURCES:-../shared/iris}" ]; then $(MAKE) --no-print-directory images \
+		&& $(BIN)/pytest -q --real-iris -k real $(REAL_IRIS_TESTS); \
+	else echo "real-iris: no $${IRIS_SOURCES:-../shared/iris}: the real-IRIS tests are not run"; fi
+
 .PHONY: images
 images: wazuh
 	DOCKER_CONFIG=$(DOCKER_CONFIG_DIR) lab/build-images.sh
 	DOCKER_CONFIG=$(DOCKER_CONFIG_DIR) lab/wazuh-manager/build.sh image $(WAZUH_NEWEST)
+	@# The IRIS images (real app and worker from ../shared/iris, db/nginx/RabbitMQ stand-ins); without the
+	@# sources only the scenarios that bring IRIS up stop (their prepare says why).
+	@if [ -d "$${IRIS_SOURCES:-../shared/iris}" ]; then DOCKER_CONFIG=$(DOCKER_CONFIG_DIR) lab/standin-images/build.sh; \
+	else echo "images: no $${IRIS_SOURCES:-../shared/iris}: the IRIS images are not built (scenarios iris, stack, readme need them)"; fi
 
 # --- real Wazuh manager cores, built from ../shared/wazuh (lab/wazuh-manager/build.sh) ---------------
 # The newest runs in the lab image the scenarios use; both are installed under .cache/wazuh/<version>

@@ -10,15 +10,15 @@
 # recipe; an image whose label matches the current recipe is not built again.
 #
 # Usage: lab/build-images.sh [release ...]      (default: bookworm trixie)
+# Sourced (`. lab/build-images.sh`), it only defines its functions (lab/iris-images/build.sh reuses
+# ensure_engine and import_base).
 # Environment: LAB_MIRROR (Debian mirror; default: the one apt uses here),
 #              LAB_WORKDIR (scratch space; default lab/build), LAB_MIN_FREE_MB (default 3000).
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-workdir=${LAB_WORKDIR:-$here/build}
+lab_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+workdir=${LAB_WORKDIR:-$lab_dir/build}
 min_free_mb=${LAB_MIN_FREE_MB:-3000}
-releases=("$@")
-[ ${#releases[@]} -gt 0 ] || releases=(bookworm trixie)
 # Packages a systemd test host needs (README.md, "Lab containers"): systemd as PID 1, python for
 # Ansible, sudo, ss (iproute2) and ps (procps) for testinfra, CA certificates for TLS checks.
 packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2,procps,gnupg
@@ -73,16 +73,39 @@ default_mirror() {
   printf '%s' "${uri:-http://deb.debian.org/debian}"
 }
 
-base_recipe() {  # hash of what decides a base root file system's content
-  printf '%s\n' "$1" "$packages" | sha256sum | cut -c1-16
+base_recipe() {  # base_recipe RELEASE [PACKAGES]: hash of what decides a base root file system's content
+  printf '%s\n' "$1" "${2:-$packages}" | sha256sum | cut -c1-16
 }
 
 image_recipe() {  # hash of the base recipe plus the systemd layer's Dockerfile
-  { printf '%s\n' "$(base_recipe "$1")"; cat "$here/Dockerfile.systemd"; } | sha256sum | cut -c1-16
+  { printf '%s\n' "$(base_recipe "$1")"; cat "$lab_dir/Dockerfile.systemd"; } | sha256sum | cut -c1-16
+}
+
+# import_base RELEASE PACKAGES TAG: unless TAG exists, debootstrap a minbase RELEASE with PACKAGES
+# (comma-separated) from $mirror and import it as TAG.
+import_base() {
+  local release=$1 include=$2 base=$3 rootfs
+  docker image inspect "$base" >/dev/null 2>&1 && return
+  command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
+  [ -e "/usr/share/debootstrap/scripts/$release" ] \
+    || die "this debootstrap does not know '$release' (upgrade debootstrap)"
+  check_disk
+  rootfs="$workdir/rootfs-$release"
+  rm -rf "$rootfs"
+  say "debootstrap $release from $mirror (about 1 minute)"
+  if ! debootstrap --variant=minbase --include="$include" "$release" "$rootfs" "$mirror" \
+      >"$workdir/debootstrap-$release.log" 2>&1; then
+    tail -n 15 "$workdir/debootstrap-$release.log" >&2 || true
+    die "debootstrap $release failed (log: $workdir/debootstrap-$release.log)"
+  fi
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb
+  say "importing $base"
+  tar -C "$rootfs" -c . | docker import - "$base" >/dev/null || die "docker import of $release failed"
+  rm -rf "$rootfs"
 }
 
 build_release() {
-  local release=$1 recipe tag base rootfs current
+  local release=$1 recipe tag base current
   recipe=$(image_recipe "$release")
   tag="socstack-lab/${release}-systemd:latest"
   base="socstack-lab/${release}-base:$(base_recipe "$release")"
@@ -91,34 +114,26 @@ build_release() {
     say "$tag is up to date (recipe $recipe); skipping"
     return
   fi
-  if ! docker image inspect "$base" >/dev/null 2>&1; then
-    command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
-    [ -e "/usr/share/debootstrap/scripts/$release" ] \
-      || die "this debootstrap does not know '$release' (upgrade debootstrap)"
-    check_disk
-    rootfs="$workdir/rootfs-$release"
-    rm -rf "$rootfs"
-    say "debootstrap $release from $mirror (about 1 minute)"
-    if ! debootstrap --variant=minbase --include="$packages" "$release" "$rootfs" "$mirror" \
-        >"$workdir/debootstrap-$release.log" 2>&1; then
-      tail -n 15 "$workdir/debootstrap-$release.log" >&2 || true
-      die "debootstrap $release failed (log: $workdir/debootstrap-$release.log)"
-    fi
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb
-    say "importing $base"
-    tar -C "$rootfs" -c . | docker import - "$base" >/dev/null || die "docker import of $release failed"
-    rm -rf "$rootfs"
-  fi
+  import_base "$release" "$packages" "$base"
   say "building $tag"
-  docker build -q -f "$here/Dockerfile.systemd" --build-arg "BASE=$base" \
-    --label "socstack.recipe=$recipe" -t "$tag" "$here" >"$workdir/build-$release.log" 2>&1 \
+  docker build -q -f "$lab_dir/Dockerfile.systemd" --build-arg "BASE=$base" \
+    --label "socstack.recipe=$recipe" -t "$tag" "$lab_dir" >"$workdir/build-$release.log" 2>&1 \
     || { tail -n 15 "$workdir/build-$release.log" >&2; die "docker build of $tag failed"; }
 }
 
 mkdir -p "$workdir"
 mirror=${LAB_MIRROR:-$(default_mirror)}
-ensure_engine
-for release in "${releases[@]}"; do
-  build_release "$release"
-done
-say "images ready: $(docker images --format '{{.Repository}}:{{.Tag}}' 'socstack-lab/*-systemd' | tr '\n' ' ')"
+
+main() {
+  local releases=("$@") release
+  [ ${#releases[@]} -gt 0 ] || releases=(bookworm trixie)
+  ensure_engine
+  for release in "${releases[@]}"; do
+    build_release "$release"
+  done
+  say "images ready: $(docker images --format '{{.Repository}}:{{.Tag}}' 'socstack-lab/*-systemd' | tr '\n' ' ')"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  main "$@"
+fi

@@ -41,6 +41,31 @@ def iris_admin_key():
     return IRIS_ADMIN_KEY
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--real-iris", action="store_true", default=False,
+        help="also run the tests that need a real DFIR-IRIS 2.4.20 (started once per session from the lab's "
+             "app image, socstack-lab/iris-app:v2.4.20, on the host's Docker engine; tests/support/real_iris.py)",
+    )
+
+
+@pytest.fixture(scope="session")
+def real_iris(request):
+    """A real DFIR-IRIS 2.4.20 (tests/support/real_iris.py), started once per session with IRIS_ADMIN_KEY as
+    its administrator's key; skips unless pytest runs with --real-iris and the lab images are there."""
+    if not request.config.getoption("--real-iris"):
+        pytest.skip("needs a real IRIS: run pytest with --real-iris (lab images from lab/standin-images/build.sh)")
+    from tests.support.real_iris import RealIris, Unavailable
+
+    server = RealIris(IRIS_ADMIN_KEY)
+    try:
+        server.start()
+    except Unavailable as why:
+        pytest.skip(f"no real IRIS: {why}")
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def iris_emulator(iris_admin_key):
     """A started DFIR-IRIS 2.4.20 emulator in its first-boot state, stopped after the test."""

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Builds the stand-in images of the DFIR-IRIS services for the offline molecule scenario `iris`, on
+# Builds the images of the DFIR-IRIS services for the offline molecule scenarios that bring IRIS up, on
 # the host's Docker engine: no registry is used (apt inside the build reaches the Debian archive).
 #
-#   socstack-lab/iris-db:standin        real PostgreSQL, env contract of iriswebapp_db
+#   socstack-lab/iris-db:standin        real PostgreSQL, env contract of iriswebapp_db (create_user.sh)
 #   socstack-lab/iris-rabbitmq:standin  real RabbitMQ
 #   socstack-lab/iris-nginx:standin     real nginx, TLS on 443, env contract of iriswebapp_nginx
-#   socstack-lab/iris-app:standin       tests/emulators/iris.py, env contract of iriswebapp_app
+#   socstack-lab/iris-app:v2.4.20       the real DFIR-IRIS 2.4.20 app and worker, built from
+#                                       ../shared/iris by lab/iris-images/build.sh (stops without it)
 #
 # Each image is labelled with a hash of its recipe (base image id + build context); an image whose
 # label matches is not built again.
@@ -16,7 +17,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 base=${STANDIN_BASE:-socstack-lab/trixie-systemd:latest}
-services=(db rabbitmq nginx app)
+services=(db rabbitmq nginx)
 
 say() { printf '[standin] %s\n' "$*"; }
 die() { printf '[standin] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -30,9 +31,6 @@ trap 'rm -rf "$workdir"' EXIT
 for service in "${services[@]}"; do
   context="$workdir/$service"
   cp -a "$here/$service" "$context"
-  if [ "$service" = app ]; then
-    cp "$repo/tests/emulators/iris.py" "$context/iris_emulator.py"
-  fi
   recipe=$({ echo "$base_id"; (cd "$context" && find . -type f -print0 | sort -z | xargs -0 sha256sum); } \
            | sha256sum | cut -c1-16)
   tag="socstack-lab/iris-$service:standin"
@@ -50,3 +48,5 @@ for service in "${services[@]}"; do
   fi
   echo "BUILT $tag"
 done
+
+"$repo/lab/iris-images/build.sh"

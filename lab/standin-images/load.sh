@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Loads the stand-in images (built by build.sh on the host engine) into the Docker engine that runs
+# Loads the IRIS images (built by build.sh on the host engine) into the Docker engine that runs
 # inside the container CONTAINER: `docker save | docker exec -i CONTAINER docker load`. Images whose
 # recipe label already matches inside are skipped. Prints LOADED <tag> for each image it loads.
 #
@@ -7,12 +7,12 @@
 set -euo pipefail
 
 container=${1:?usage: load.sh CONTAINER}
-services=(db rabbitmq nginx app)
+tags=(socstack-lab/iris-db:standin socstack-lab/iris-rabbitmq:standin socstack-lab/iris-nginx:standin
+      "${IRIS_APP_IMAGE:-socstack-lab/iris-app:v2.4.20}")
 format='{{ index .Config.Labels "socstack.recipe" }}'
 
 stale=()
-for service in "${services[@]}"; do
-  tag="socstack-lab/iris-$service:standin"
+for tag in "${tags[@]}"; do
   want=$(docker image inspect -f "$format" "$tag" 2>/dev/null) \
     || { echo "[standin] ERROR: $tag is missing on the host: run lab/standin-images/build.sh" >&2; exit 1; }
   have=$(docker exec "$container" docker image inspect -f "$format" "$tag" 2>/dev/null || true)

@@ -54,8 +54,10 @@ LAB_SETTINGS = {
     "group_vars/iris/main.yml": {"iris_server_name": "readme-iris"},
     "group_vars/wazuh_managers/main.yml": {"wazuh_opencti_url": "http://127.0.0.1:8080/graphql"},
 }
-# lab/standin-images: the images the prepare step loaded into readme-iris's engine.
+# lab/standin-images/load.sh: the images the prepare step loaded into readme-iris's engine (the real
+# IRIS app and worker from lab/iris-images, the db, nginx and RabbitMQ stand-ins).
 LAB_IMAGES = {name: f"socstack-lab/iris-{name.split('_')[1]}:standin" for name in IMAGE_VARS}
+LAB_IMAGES["iris_app_image"] = "socstack-lab/iris-app:v2.4.20"
 
 
 def section_blocks(readme):

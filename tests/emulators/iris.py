@@ -6,8 +6,9 @@ the two disagree). That covers the ``{status, message, data}`` envelope and its 
 "not found", 401 "Authentication required", 403 "Permission denied", HTML pages for 404/405/500), API-key
 auth (``Authorization: Bearer``, bare ``Authorization``, ``X-IRIS-AUTH``), first-boot state and ids, the
 group permission bit mask, customers/groups/users management with IRIS's duplicate and password rules,
-membership replacement, API-key renewal, the lookup lists in their real ids and order, and alerts (add,
-filter, get, update, delete, comments and their delete) with IRIS's validation messages and filter semantics.
+membership replacement, API-key renewal, ``/user/whoami``, the lookup lists in their real ids and order, and
+alerts (add, filter, get, update, delete, comments and their delete) with IRIS's validation messages and filter
+semantics.
 Every answer carries an HTTP ``Date`` header (http.server adds it), as the real server's do (measured
 2026-12-04, iris-2.4.20.md): the AI worker measures its clock skew from it. A few
 routes the transcripts do not exercise (customer and user delete, user activate) follow the v2.4.20
@@ -722,6 +723,7 @@ class IrisEmulator:
         table = [
             ("GET", "/api/ping", lambda call: _ok("pong"), ANY_USER),
             ("GET", "/api/versions", lambda call: _ok("", dict(VERSIONS)), ANY_USER),
+            ("GET", "/user/whoami", self._whoami, ANY_USER),
         ]
         table += [("GET", f"/manage/{kind}/list", lambda call, rows=rows: _ok("", copy.deepcopy(rows)), ANY_USER)
                   for kind, rows in LOOKUPS.items()]
@@ -1005,6 +1007,17 @@ class IrisEmulator:
                                     for c in self.state["customers"] if c["customer_id"] in user["customers"]],
                     user_primary_organisation_id=org["org_id"])
 
+    @staticmethod
+    def _whoami(call):
+        """The key's owner as 2.4.20 answers /user/whoami (measured 2026-12-04; the emulator lacked the route
+        until test_iris_real.py compared it with the real server)."""
+        user = call.user
+        return _ok("", {"user_id": user["id"], "user_uuid": user["uuid"], "user_name": user["name"],
+                        "user_login": user["login"], "user_email": user["email"],
+                        "has_deletion_confirmation": False, "has_mini_sidebar": False,
+                        "is_service_account": user["is_service_account"], "mfa_secrets": None,
+                        "webauthn_credentials": [], "mfa_setup_complete": False})
+
     def _users_list(self, call):
         return _ok("", [self._dump_user_row(u) for u in self.state["users"]])
 
@@ -1282,11 +1295,23 @@ class IrisEmulator:
                 f'"{table}".\n\n[SQL: {statement}]\n[parameters: {parameters!r}]\n{SQLALCHEMY_FK_HELP}')
 
     @staticmethod
-    def _tags_error(body):
-        """IRIS splits a truthy alert_tags on commas: anything but a string fails with Python's message."""
+    def _body_error(body):
+        """IRIS splits a truthy alert_tags on commas: anything but a string fails with Python's message. A text
+        column's value with a NUL or a lone surrogate fails in psycopg2 / UTF-8 encoding with their messages;
+        inside alert_source_content (a JSON column) both are stored (measured on 2.4.20 by
+        test_iris_real.py::test_text_a_real_iris_refuses, 2026-12-07)."""
         tags = body.get("alert_tags")
         if tags and not isinstance(tags, str):
             return f"'{type(tags).__name__}' object has no attribute 'split'"
+        for key, value in body.items():
+            if key == "alert_source_content" or not isinstance(value, str):
+                continue
+            if "\x00" in value:
+                return "A string literal cannot contain NUL (0x00) characters."
+            lone = re.search("[\ud800-\udfff]", value)
+            if lone:
+                return (f"'utf-8' codec can't encode character {lone.group()!r} in position {lone.start()}: "
+                        "surrogates not allowed")
         return None
 
     @staticmethod
@@ -1314,7 +1339,7 @@ class IrisEmulator:
         for items in (iocs, assets):
             if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
                 return _err(str({"_schema": ["Invalid input type."]}))
-        problem = self._tags_error(body)
+        problem = self._body_error(body)
         errors = self._field_errors(body, partial=False)
         if problem or errors:
             return _err(problem or str(errors))
@@ -1445,7 +1470,7 @@ class IrisEmulator:
             if old != value:
                 activity.append(f'"{key}"' if key in ("alert_content", "alert_note")
                                 else f'"{key}" from "{old}" to "{value}"')
-        problem = self._tags_error(body)
+        problem = self._body_error(body)
         errors = self._field_errors(body, partial=True)
         if problem or errors:
             return _err(problem or str(errors))

@@ -57,6 +57,21 @@ def test_inline_alerts_arrive_with_severity_and_status_by_name(manager, emu):
     assert f"alert {ALERT_B['id']} -> IRIS alert {second['alert_id']}" in manager.log()
 
 
+def test_nul_characters_in_text_fields_are_replaced_and_the_alert_arrives(manager, emu):
+    """IRIS 2.4.20 refuses a NUL in a text column (400 "A string literal cannot contain NUL (0x00) characters.";
+    found by test_iris_real.py against a real IRIS, 2026-12-07): the forwarder puts U+FFFD in its place and says
+    so; the source content (a JSON column) keeps the NUL."""
+    assert manager.run(alert(1, full_log="sshd[1]: user a\x00b", agent={"id": "001", "name": "web\x00"})) == 0
+    assert manager.rejected() == []
+    (created,) = emu.alerts()
+    assert created["alert_title"].endswith("(web\ufffd)")
+    assert "agent:web\ufffd" in created["alert_tags"]
+    assert "NUL characters in alert_title, alert_description, alert_tags replaced by U+FFFD" in (
+        created["alert_description"])
+    assert "\x00" not in created["alert_description"]
+    assert created["alert_source_content"]["full_log"] == "sshd[1]: user a\x00b"
+
+
 def test_every_sample_alert_is_delivered(manager, emu, shared_reference):
     expected = {}
     for sample in sorted((shared_reference / "sample-alerts").glob("*.json")):

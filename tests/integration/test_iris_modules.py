@@ -395,6 +395,18 @@ def test_api_key_valid_key_is_kept(run, emu):
     assert "api_key" not in result
     assert user_row(emu, "soar-bot")["api_key"] == key
     assert ("GET", "/api/ping", "soar-bot", 200) in emu.request_log  # checked with the key itself
+    # 2.4.20 has /user/whoami (the emulator lacked it until test_iris_real.py compared it with a real IRIS)
+    assert ("GET", "/user/whoami", "soar-bot", 200) in emu.request_log
+    assert not result.get("warnings")
+
+
+def test_api_key_on_a_server_without_identity_route_is_kept_with_a_warning(run, emu):
+    """An IRIS without /user/whoami (older than 2.4.20; simulated by a hook answering 404)."""
+    _bot_id, key = emu.add_user("soar-bot")
+    emu.add_hook(lambda phase, method, path, query, body, login:
+                 (404, "IRIS - 404 Error") if phase == "before" and path == "/user/whoami" else None)
+    result = run("iris_api_key", login="soar-bot", user_api_key=key)
+    assert (result["changed"], result["key_state"], result["renewed"]) == (False, "valid", False)
     assert "could not be checked" in json.dumps(result["warnings"])
 
 
@@ -433,18 +445,9 @@ def test_api_key_unknown_or_deactivated_user_fails(run, emu):
 
 
 def test_api_key_of_another_user_fails_when_identity_is_known(run, emu):
-    """On a server with an identity route (simulated by a hook answering for the authenticated caller)."""
+    """/user/whoami tells whose key it is."""
     _bot_id, bot_key = emu.add_user("soar-bot")
     emu.add_user("other-bot")
-
-    def whoami(*hook_args):
-        phase, _method, path, _query, _body, login = hook_args
-        if phase == "before" and path == "/user/whoami":
-            identity = {"user_id": user_row(emu, login)["id"], "user_login": login}
-            return 200, {"status": "success", "message": "", "data": identity}
-        return None
-
-    emu.add_hook(whoami)
     result = run("iris_api_key", login="other-bot", user_api_key=bot_key)
     assert result["failed"] is True
     assert result["msg"] == "the given user_api_key belongs to user 'soar-bot', not to 'other-bot'; nothing was changed"

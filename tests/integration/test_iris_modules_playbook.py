@@ -1,4 +1,5 @@
-"""The iris_* modules through real ansible-playbook runs against the IRIS emulator.
+"""The iris_* modules through real ansible-playbook runs against the IRIS emulator, and with --real-iris also
+against a real DFIR-IRIS 2.4.20 (tests/support/real_iris.py) reset to its first-boot state.
 
 The playbooks are in targets/iris_modules/. The collection is found through a tmp symlink tree
 ``<tmp>/ansible_collections/socstack/wazuh_iris -> repo`` given in ANSIBLE_COLLECTIONS_PATH.
@@ -9,10 +10,13 @@ import re
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import IRIS_ADMIN_KEY
 from tests.emulators.iris import IrisEmulator
 
 pytestmark = pytest.mark.integration
@@ -62,77 +66,163 @@ def playbook(env, name, *args, extra=None):
 
 
 def assert_no_secret(output, *secrets):
-    for secret in (ADMIN_KEY, WRONG_KEY, ALICE_PASSWORD, *secrets):
+    for secret in (ADMIN_KEY, IRIS_ADMIN_KEY, WRONG_KEY, ALICE_PASSWORD, *secrets):
         assert secret not in output
 
 
-@pytest.fixture(scope="module")
-def iris(ansible_env):
-    """The emulator, the playbook environment pointing at it, and the extra vars of provision.yml."""
+class EmulatorView:
+    """What the tests read of the emulator's state, by names (as RealView can read it from a real IRIS)."""
+
+    def __init__(self, emu):
+        self.emu = emu
+
+    def _row(self, kind, key, value):
+        with self.emu.lock:
+            return next((dict(row) for row in self.emu.state[kind] if row[key] == value), None)
+
+    def customer(self, name):
+        row = self._row("customers", "customer_name", name)
+        return row and (row["customer_description"], row["customer_sla"])
+
+    def group_permissions(self, name):
+        row = self._row("groups", "group_name", name)
+        return row and row["group_permissions"]
+
+    def user(self, login):
+        row = self._row("users", "login", login)
+        if row is None:
+            return None
+        with self.emu.lock:
+            groups = [g["group_name"] for g in self.emu.state["groups"] if g["group_id"] in row["groups"]]
+            customers = [c["customer_name"] for c in self.emu.state["customers"]
+                         if c["customer_id"] in row["customers"]]
+        return {"groups": sorted(groups), "customers": sorted(customers), "service": row["is_service_account"],
+                "active": row["active"]}
+
+    def key_login(self, key):
+        row = self._row("users", "api_key", key)
+        return row and row["login"]
+
+    def posts(self):
+        return [entry for entry in self.emu.request_log if entry[0] == "POST"]
+
+    def forget_requests(self):
+        self.emu.request_log.clear()
+
+
+class RealView:
+    """The same reads from a real IRIS through its API (admin key); it keeps no request log."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def _get(self, path, key=None):
+        request = urllib.request.Request(self.server.url + path,
+                                         headers={"Authorization": "Bearer " + (key or self.server.admin_api_key)})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return json.loads(answer.read())["data"]
+        except urllib.error.HTTPError:
+            return None
+
+    def _find(self, kind, key, value):
+        return next((row for row in self._get(f"/manage/{kind}/list") if row[key] == value), None)
+
+    def customer(self, name):
+        row = self._find("customers", "customer_name", name)
+        details = row and self._get("/manage/customers/%d" % row["customer_id"])
+        return details and (details["customer_description"], details["customer_sla"])
+
+    def group_permissions(self, name):
+        row = self._find("groups", "group_name", name)
+        return row and row["group_permissions"]
+
+    def user(self, login):
+        row = self._find("users", "user_login", login)
+        if row is None:
+            return None
+        details = self._get("/manage/users/%d" % row["user_id"])
+        return {"groups": sorted(g["group_name"] for g in details["user_groups"]),
+                "customers": sorted(c["customer_name"] for c in details["user_customers"]),
+                "service": details["user_is_service_account"], "active": details["user_active"]}
+
+    def key_login(self, key):
+        identity = self._get("/user/whoami", key=key)
+        return identity and identity["user_login"]
+
+    def posts(self):
+        return None  # not known: the real server keeps no request log for us
+
+    def forget_requests(self):
+        pass
+
+
+@pytest.fixture(scope="module", params=["emulator", "real"])
+def iris(request, ansible_env):
+    """The IRIS (emulator, or with --real-iris the session's real IRIS back in its first-boot state), a view of
+    its state, the playbook environment pointing at it, and the extra vars of provision.yml."""
     env, base = ansible_env
+    extra = {"key_file": str(base / f"soar-bot-{request.param}.key"), "alice_password": ALICE_PASSWORD}
+    if request.param == "real":
+        server = request.getfixturevalue("real_iris").reset()
+        yield RealView(server), dict(env, IRIS_URL=server.url, IRIS_API_KEY=server.admin_api_key), extra
+        return
     emulator = IrisEmulator(admin_api_key=ADMIN_KEY).start()
-    env = dict(env, IRIS_URL=emulator.url)
-    extra = {"key_file": str(base / "soar-bot.key"), "alice_password": ALICE_PASSWORD}
-    yield emulator, env, extra
+    yield EmulatorView(emulator), dict(env, IRIS_URL=emulator.url), extra
     emulator.stop()
 
 
 @pytest.fixture(scope="module")
 def first_run(iris):
-    _emu, env, extra = iris
+    _view, env, extra = iris
     return playbook(env, "provision.yml", extra=extra)
 
 
-def state(emu, kind, key, value):
-    with emu.lock:
-        return next((dict(row) for row in emu.state[kind] if row[key] == value), None)
-
-
 def test_first_run_creates_everything(iris, first_run):
-    emu, _env, extra = iris
+    view, _env, extra = iris
     returncode, output, (ok, changed, _unreachable, failed) = first_run
     assert returncode == 0, output
     assert (ok, changed, failed) == (7, 6, 0), output  # the key check is the only unchanged task
-    acme = state(emu, "customers", "customer_name", "Acme Corp")
-    assert (acme["customer_description"], acme["customer_sla"]) == ("Production estate", "24h")
-    assert state(emu, "groups", "group_name", "SOAR Bots")["group_permissions"] == 13
-    bot = state(emu, "users", "login", "soar-bot")
-    assert Path(extra["key_file"]).read_text() == bot["api_key"]
-    assert (bot["groups"], sorted(bot["customers"]), bot["is_service_account"]) == ([4], [2, 3], True)
-    assert state(emu, "users", "login", "alice")["groups"] == [2]
-    assert_no_secret(output, bot["api_key"])
+    assert view.customer("Acme Corp") == ("Production estate", "24h")
+    assert view.group_permissions("SOAR Bots") == 13
+    key = Path(extra["key_file"]).read_text()
+    assert view.key_login(key) == "soar-bot"
+    assert view.user("soar-bot") == {"groups": ["SOAR Bots"], "customers": ["Acme Corp", "Globex"], "service": True,
+                                     "active": True}
+    assert view.user("alice")["groups"] == ["Analysts"]
+    assert_no_secret(output, key)
 
 
 def test_second_run_changes_nothing(iris, first_run):
-    emu, env, extra = iris
+    _view, env, extra = iris
     returncode, output, (_ok, changed, _unreachable, failed) = playbook(env, "provision.yml", extra=extra)
     assert (returncode, changed, failed) == (0, 0, 0), output
-    assert_no_secret(output, state(emu, "users", "login", "soar-bot")["api_key"])
+    assert_no_secret(output, Path(extra["key_file"]).read_text())
 
 
 def test_check_mode_with_diff_changes_nothing(iris, first_run):
-    emu, env, extra = iris
-    emu.request_log.clear()
+    view, env, extra = iris
+    view.forget_requests()
     returncode, output, (_ok, changed, _unreachable, failed) = playbook(
         env, "provision.yml", "--check", "--diff", extra=dict(extra, acme_sla="8h"))
     assert (returncode, changed, failed) == (0, 1, 0), output
     assert re.search(r'^-\s+"sla": "24h"', output, re.MULTILINE), output
     assert re.search(r'^\+\s+"sla": "8h"', output, re.MULTILINE), output
-    assert state(emu, "customers", "customer_name", "Acme Corp")["customer_sla"] == "24h"
-    assert [entry for entry in emu.request_log if entry[0] == "POST"] == []
+    assert view.customer("Acme Corp") == ("Production estate", "24h")
+    assert view.posts() in ([], None)  # None: a real IRIS, whose unchanged SLA above is the check
 
 
 def test_absent_removes_including_linked_customer(iris, first_run):
-    emu, env, _extra = iris
+    view, env, extra = iris
     returncode, output, (_ok, _changed, _unreachable, failed) = playbook(env, "teardown.yml")
     assert (returncode, failed) == (0, 0), output
-    assert state(emu, "customers", "customer_name", "Acme Corp") is None
-    assert state(emu, "customers", "customer_name", "Globex") is not None
-    assert state(emu, "users", "login", "alice") is None
-    bot = state(emu, "users", "login", "soar-bot")
-    assert (bot["active"], bot["customers"]) == (False, [3])
-    assert state(emu, "groups", "group_name", "SOAR Bots") is None
-    assert_no_secret(output, bot["api_key"])
+    assert view.customer("Acme Corp") is None
+    assert view.customer("Globex") is not None
+    assert view.user("alice") is None
+    bot = view.user("soar-bot")
+    assert (bot["active"], bot["customers"]) == (False, ["Globex"])
+    assert view.group_permissions("SOAR Bots") is None
+    assert_no_secret(output, Path(extra["key_file"]).read_text())
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +234,10 @@ def tls_emulator(tls_files):
 
 
 def test_bad_inputs_fail_with_clear_messages(iris, tls_emulator):
-    emu, env, _extra = iris
+    view, env, _extra = iris
+    if not isinstance(view, EmulatorView):
+        pytest.skip("emulator only: its TLS twin and a closed port are this test's servers")
+    emu = view.emu
     tls_emu, cert = tls_emulator
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -158,4 +251,4 @@ def test_bad_inputs_fail_with_clear_messages(iris, tls_emulator):
     assert "CERTIFICATE_VERIFY_FAILED" in output
     assert "Traceback" not in output
     assert_no_secret(output)
-    assert state(tls_emu, "customers", "customer_name", "TLS Corp") is not None
+    assert EmulatorView(tls_emu).customer("TLS Corp") is not None

@@ -261,6 +261,14 @@ def build_alert(alert, options, log=None, notes=()):
         "alert_source_content": content,
         "alert_customer_id": options["customer_id"],
     }
+    nul_fields = [key for key, value in payload.items() if isinstance(value, str) and "\x00" in value]
+    if nul_fields:
+        # IRIS 2.4.20 refuses a NUL in any text column with 400 "A string literal cannot contain NUL (0x00)
+        # characters." (psycopg2); alert_source_content, a JSON column, keeps them.
+        payload["alert_description"] += (f"\n\n_Changed by {PROG}: NUL characters in {', '.join(nul_fields)} "
+                                         "replaced by U+FFFD (IRIS refuses them in text fields)._")
+        for key in nul_fields:
+            payload[key] = payload[key].replace("\x00", "\ufffd")
     if options["dashboard_url"]:
         payload["alert_source_link"] = options["dashboard_url"].replace("{id}", quote(wazuh_ref))
     event_time = iris_event_time(alert.get("timestamp", ""))

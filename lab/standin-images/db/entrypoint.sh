@@ -1,7 +1,8 @@
 #!/bin/sh
 # Entry point of the db stand-in: on the first start (empty data volume) it creates the cluster with
-# POSTGRES_USER / POSTGRES_PASSWORD, the database POSTGRES_DB and the superuser POSTGRES_ADMIN_USER
-# (password interpolated unquoted into SQL, as the real image's init script does), then runs postgres.
+# POSTGRES_USER / POSTGRES_PASSWORD and the database POSTGRES_DB, then does what the real image's
+# create_user.sh does: the superuser POSTGRES_ADMIN_USER (password interpolated unquoted into SQL) and
+# the pgcrypto extension in the database (IRIS's first boot needs both); then it runs postgres.
 set -eu
 : "${POSTGRES_USER:?POSTGRES_USER is required}"
 : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is required}"
@@ -25,6 +26,8 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     psql -v ON_ERROR_STOP=1 --username="$POSTGRES_USER" --dbname=postgres >/dev/null <<SQL
 CREATE DATABASE ${POSTGRES_DB};
 CREATE USER ${POSTGRES_ADMIN_USER} WITH CREATEDB SUPERUSER PASSWORD '${POSTGRES_ADMIN_PASSWORD}';
+\c ${POSTGRES_DB}
+CREATE EXTENSION IF NOT EXISTS pgcrypto CASCADE;
 SQL
     pg_ctl --pgdata="$PGDATA" --mode=fast --wait stop >/dev/null
     echo "db stand-in: cluster created for ${POSTGRES_USER} and ${POSTGRES_ADMIN_USER}"
