@@ -219,7 +219,7 @@ def wazuh_alert(alert_id=7, **event_overrides):
     }
     event.update(event_overrides)
     return {"alert_id": alert_id, "alert_title": "brute force", "alert_tags": "wazuh,ai-pending,ai-claim:1:2:3",
-            "alert_source_content": event, "severity": {"severity_name": "High"}}
+            "alert_customer_id": 1, "alert_source_content": event, "severity": {"severity_name": "High"}}
 
 
 def test_prompt_is_redacted_bounded_and_free_of_worker_tags():
@@ -273,7 +273,7 @@ def test_dedup_key_ignores_timestamps_pids_and_ports_but_not_the_source():
     other_source = dedup.dedup_key(wazuh_alert(3, data={"srcip": "172.17.9.9", "srcuser": "paco"}))
     other_agent = dedup.dedup_key(wazuh_alert(4, agent={"id": "002", "name": "web02"}))
     assert first == again
-    assert first.startswith("5712|001|")
+    assert first.startswith("c1|5712|001|")
     assert len({first, other_source, other_agent}) == 3
     assert dedup.dedup_key({"alert_id": 5, "alert_source_content": {"no": "rule"}}) is None
 
@@ -281,15 +281,35 @@ def test_dedup_key_ignores_timestamps_pids_and_ports_but_not_the_source():
 def test_dedup_store_window_and_sharing(tmp_path):
     one = dedup.DedupStore(str(tmp_path), window=100)
     two = dedup.DedupStore(str(tmp_path), window=100)
-    one.record("k", 7, {"summary": "s"}, now=1000)
-    assert two.lookup("k", now=1050)["alert_id"] == 7  # another instance on the same host sees it
-    assert two.lookup("k", now=1101) is None  # outside the window
-    two.record("k2", 8, {}, now=1200)  # pruning keeps the file bounded
-    assert json.loads((tmp_path / "dedup.json").read_text()).keys() == {"k2"}
+    one.record("c1|k", 7, {"summary": "s"}, now=1000)
+    assert two.lookup("c1|k", now=1050)["alert_id"] == 7  # another instance on the same host sees it
+    assert two.lookup("c1|k", now=1101) is None  # outside the window
+    two.record("c1|k2", 8, {}, now=1200)  # pruning keeps the file bounded
+    assert json.loads((tmp_path / "dedup.json").read_text()).keys() == {"c1|k2"}
     assert (tmp_path / "dedup.json").stat().st_mode & 0o077 == 0
     memory = dedup.DedupStore(None, window=0)
-    memory.record("k", 1, {}, now=0)
-    assert memory.lookup("k", now=0) is None  # window 0 disables dedup
+    memory.record("c1|k", 1, {}, now=0)
+    assert memory.lookup("c1|k", now=0) is None  # window 0 disables dedup
+
+
+def test_dedup_never_crosses_customers(tmp_path):
+    """Issue 23: two customers, identical alerts (agent 001, same data): different keys, and an entry is only
+    ever returned for its own customer, even when a file holds an entry under another tenant's key."""
+    first, second = wazuh_alert(1), dict(wazuh_alert(2), alert_customer_id=2)
+    key_a, key_b = dedup.dedup_key(first), dedup.dedup_key(second)
+    assert key_a != key_b and key_a.startswith("c1|") and key_b.startswith("c2|")
+    assert dedup.dedup_key(dict(first, alert_customer_id=None)) is None  # no customer: never deduplicated
+    store = dedup.DedupStore(str(tmp_path), window=100)
+    store.record(key_a, 1, {"summary": "host web01 of customer A"}, now=1000)
+    assert store.lookup(key_a, now=1001)["alert_id"] == 1
+    assert store.lookup(key_b, now=1001) is None
+    forged = json.loads((tmp_path / "dedup.json").read_text())
+    forged[key_b] = dict(forged[key_a])  # an entry of customer 1 stored under customer 2's key
+    (tmp_path / "dedup.json").write_text(json.dumps(forged))
+    assert store.lookup(key_b, now=1001) is None
+    legacy = dedup.DedupStore(None, window=100)
+    legacy.memory["c1|x"] = {"alert_id": 3, "time": 1000, "analysis": {}}  # written before keys were scoped
+    assert legacy.lookup("c1|x", now=1001) is None
 
 
 def test_allowlist_by_rule_agent_and_group():
