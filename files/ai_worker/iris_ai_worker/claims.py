@@ -17,6 +17,7 @@ from socstack_core import faults
 from .iris import ServiceError
 from .tags import (
     ATTEMPTS_PREFIX,
+    ERROR_PREFIX,
     OUTCOMES,
     ROUND_PREFIX,
     TAG_FAILED,
@@ -26,6 +27,7 @@ from .tags import (
     claim_tags,
     comment_round,
     counter,
+    error_kind,
     join_tags,
     split_tags,
     tag_value,
@@ -33,6 +35,16 @@ from .tags import (
     with_tag_value,
     without_claims,
 )
+
+
+def unservable_reason(exc):
+    """Why IRIS cannot serve this one alert (an HTTP 5xx answer, or an answer over the size the worker reads),
+    or None for a failure that says nothing about the alert (timeout, refused, 4xx)."""
+    if exc.status is not None and exc.status >= 500:
+        return f"IRIS answers HTTP {exc.status} for it"
+    if exc.transport is not None and "larger than" in str(exc.transport.reason):
+        return "too large to read"
+    return None
 
 
 class LeaseExpired(Exception):
@@ -46,12 +58,13 @@ class ClaimLost(Exception):
 class Claim:
     """A claim this worker wrote; ``sent`` and ``acked`` are monotonic times of the claim write."""
 
-    def __init__(self, alert, token, sent, acked, takeover):
+    def __init__(self, alert, token, sent, acked, takeover, *, unservable=None):
         self.alert = alert
         self.token = token
         self.sent = sent
         self.acked = acked
         self.takeover = takeover
+        self.unservable = unservable  # why IRIS could not serve the whole alert (then ``alert`` is its state)
 
     @property
     def alert_id(self):
@@ -99,11 +112,22 @@ class Claims:
         """Read the alert and write our claim tag if it is free (or its claim is stale); the Claim or None."""
         timeout = self.config.claim_timeout
         read_sent = self.monotonic()
+        unservable = None
         try:
             alert = self.iris.alert(alert_id, timeout=timeout)
         except ServiceError as exc:
-            self.log.info(f"alert {alert_id}: not claimed, read failed: {exc}")
-            return None
+            unservable = unservable_reason(exc)
+            if unservable is None:
+                self.log.info(f"alert {alert_id}: not claimed, read failed: {exc}")
+                return None
+            # IRIS cannot serve this alert whole (HTTP 5xx, or larger than the worker reads): claim it on
+            # its bounded state (tags, owner, customer) so that it is counted and never holds the queue.
+            read_sent = self.monotonic()
+            try:
+                alert = self.iris.alert_state(alert_id, timeout=timeout)
+            except ServiceError as again:
+                self.log.info(f"alert {alert_id}: not claimed, read failed: {exc}; state read: {again}")
+                return None
         tags = split_tags(alert.get("alert_tags"))
         if TAG_PENDING not in tags:
             return None
@@ -137,7 +161,7 @@ class Claims:
         alert["alert_tags"] = join_tags(tags)
         if held:
             self.log.info(f"alert {alert_id}: taking over stale claim {held[0]}")
-        return Claim(alert=alert, token=token, sent=sent, acked=acked, takeover=bool(held))
+        return Claim(alert=alert, token=token, sent=sent, acked=acked, takeover=bool(held), unservable=unservable)
 
     def lease_left(self, claim):
         return claim.sent + self.config.lease_seconds - self.monotonic()
@@ -151,7 +175,7 @@ class Claims:
         delay = claim.acked + self.config.settle_seconds - self.monotonic()
         if delay > 0:
             wait(delay)
-        current = self.iris.alert(claim.alert_id)
+        current = self.iris.alert_state(claim.alert_id)
         if claim_tags(split_tags(current.get("alert_tags"))) != [claim.token.tag()]:
             self.log.info(f"alert {claim.alert_id}: claim lost to another worker")
             return None
@@ -163,7 +187,7 @@ class Claims:
         """The alert as it is now, checked to still carry our claim, with the lease checked right before
         the write that follows (fault points ``ai_worker:<what>:read`` and ``ai_worker:<what>:send``)."""
         self._check_lease(claim)
-        current = self.iris.alert(claim.alert_id)
+        current = self.iris.alert_state(claim.alert_id)
         faults.point(f"ai_worker:{what}:read")
         if claim.token.tag() not in split_tags(current.get("alert_tags")):
             self.log.warning(f"alert {claim.alert_id}: our claim disappeared; not writing")
@@ -185,21 +209,27 @@ class Claims:
         current = self._reread(claim, "update")
         self.iris.set_tags(current, change(without_claims(split_tags(current.get("alert_tags")))))
 
-    def finish(self, claim, outcome):
+    def finish(self, claim, outcome, reason=None):
+        """End the round with ``outcome``; ai-failed keeps the reason as ``ai-error:<kind>``, any other
+        outcome drops an earlier attempt's error."""
         def change(tags):
             kept = [t for t in tags if t not in OUTCOMES]
+            kept = with_tag_value(kept, ERROR_PREFIX, error_kind(reason) if reason else None)
             return [*with_tag_value(kept, ROUND_PREFIX, None), outcome]
 
         self.rewrite(claim, change)
         self.log.info(f"alert {claim.alert_id}: tagged {outcome}")
 
-    def fail(self, claim, reason):
-        """Count a failed attempt: back to the queue, or ai-failed once max_attempts is reached."""
+    def fail(self, claim, reason, final=False, kind=None):
+        """Count a failed attempt: back to the queue, or ai-failed once max_attempts is reached (or at once
+        when ``final``: a failure that cannot change, such as an alert too large to read). The reason goes
+        to the log and, as ``ai-error:<kind>``, onto the alert."""
         attempts = counter(split_tags(claim.alert.get("alert_tags")), ATTEMPTS_PREFIX) + 1
-        final = attempts >= self.config.max_attempts
+        final = final or attempts >= self.config.max_attempts
 
         def change(tags):
-            tags = with_tag_value(tags, ATTEMPTS_PREFIX, attempts)
+            tags = with_tag_value(with_tag_value(tags, ATTEMPTS_PREFIX, attempts), ERROR_PREFIX,
+                                  error_kind(kind or reason))
             if not final:
                 return tags
             return [t for t in with_tag_value(tags, ROUND_PREFIX, None) if t != TAG_PENDING] + [TAG_FAILED]

@@ -2,6 +2,7 @@
 import threading
 import time
 
+from socstack_core.jsonio import encodable
 from socstack_core.log import Log, Masker
 
 from .claims import ClaimLost, Claims, LeaseExpired
@@ -27,6 +28,22 @@ from .tags import (
 )
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
+
+
+def internal_error(exc):
+    """A bug's description for the log: its type and where it was raised, never its message (which may hold
+    alert content)."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    where = f" at {frame.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}" if frame else ""
+    return f"internal error {type(exc).__name__}{where}"
+
+
+def service_error_kind(exc):
+    """ai-error kind of a ServiceError: ``iris-http-500``, ``model-http-400``, ``iris-no-answer`` ..."""
+    side = "model" if str(exc).startswith("Ollama") else "iris"
+    return f"{side}-http-{exc.status}" if exc.status else f"{side}-no-answer"
 
 
 class LevelLog(Log):
@@ -106,6 +123,9 @@ class Worker:
             except ServiceError as exc:
                 self.log.warning(f"cycle failed: {exc}")
                 busy = False
+            except Exception as exc:  # a bug must cost one cycle, never the process
+                self.log.error(f"cycle failed: {internal_error(exc)}; polling again after the poll interval")
+                busy = False
             if not busy:
                 self.stop_event.wait(self._idle_seconds())
         self.log.info("stopped")
@@ -131,7 +151,12 @@ class Worker:
         for alert_id in candidates:
             if len(claims) >= budget or self.stop_event.is_set():
                 break
-            claim = self.claims.claim(alert_id)
+            try:
+                claim = self.claims.claim(alert_id)
+            except Exception as exc:  # one alert's bug never stops the queue
+                self.log.error(f"alert {alert_id}: not claimed: {internal_error(exc)}")
+                self.deferred.add(alert_id)
+                continue
             if claim:
                 self.rate.spend()
                 claims.append(claim)
@@ -147,7 +172,20 @@ class Worker:
                 self.log.warning(f"alert {claim.alert_id}: lease ran out; not writing, a takeover will finish it")
             except ClaimLost:
                 pass  # logged where it was found
+            except Exception as exc:  # this alert's failed attempt, never the process's
+                self._failed_internally(claim, exc)
         return len(claims) >= budget
+
+    def _failed_internally(self, claim, exc):
+        """An unexpected exception while handling one claimed alert: that alert's failed attempt."""
+        reason = internal_error(exc)
+        self.deferred.add(claim.alert_id)
+        try:
+            self.claims.fail(claim, reason, kind=f"internal-{type(exc).__name__}")
+        except (ServiceError, LeaseExpired, ClaimLost) as again:
+            self.log.error(f"alert {claim.alert_id}: {reason}; could not count the attempt: {again}")
+        except Exception as again:
+            self.log.error(f"alert {claim.alert_id}: {reason}; could not count the attempt: {internal_error(again)}")
 
     def _ollama_back(self):
         """During an outage: True once the backoff has passed and a one-token probe got an answer."""
@@ -222,16 +260,22 @@ class Worker:
         if claims.lease_left(claim) < needed:
             claims.release_if_mine(claim, "too little lease left")  # let someone else finish it safely
             return
-        key = dedup_key(alert)
-        skip_reason = allowlist_reason(alert, config)
+        # The limits come first: an alert that broke every earlier attempt gets no more work done on it.
         over_limit = counter(tags, TAKEOVERS_PREFIX) > config.max_takeovers or (
             counter(tags, ATTEMPTS_PREFIX) >= config.max_attempts
         )
-        earlier = None if skip_reason or over_limit else self.dedup.lookup(key, time.time())
+        if over_limit or claim.unservable:
+            self._give_up(claim, over_limit)
+            return
+        alert, notes = encodable(alert)  # lone surrogates and 600-deep nesting: replaced, never raised on
+        if notes:
+            self.log.info(f"alert {claim.alert_id}: " + "; ".join(notes))
+        key = dedup_key(alert)
+        skip_reason = allowlist_reason(alert, config)
+        earlier = None if skip_reason else self.dedup.lookup(key, time.time())
         prompt = build_prompt(alert, self.redactor, config.max_prompt_chars)
         job = None
-        if not (skip_reason or over_limit or earlier or claim.takeover or counter(tags, ATTEMPTS_PREFIX)
-                or self.outage.active):
+        if not (skip_reason or earlier or claim.takeover or counter(tags, ATTEMPTS_PREFIX) or self.outage.active):
             job = Background(lambda: self.ollama.generate(prompt))  # first try: run it during the settle wait
         current = claims.confirm(claim)
         if current is None:
@@ -241,9 +285,6 @@ class Worker:
             if claims.round_comments(claim.alert_id, round_id):
                 self.log.info(f"alert {claim.alert_id}: this round's analysis was posted by an earlier attempt")
                 claims.finish(claim, TAG_REVIEWED)
-            elif over_limit:
-                self.log.warning(f"alert {claim.alert_id}: attempt or takeover limit reached, giving up")
-                claims.finish(claim, TAG_FAILED)
             elif skip_reason:
                 self.log.info(f"alert {claim.alert_id}: not sent to the model, {skip_reason}")
                 claims.finish(claim, TAG_SKIPPED)
@@ -261,8 +302,24 @@ class Worker:
             self.outage.failed(str(exc))
             self.deferred.add(claim.alert_id)
             claims.release(claim, "Ollama unavailable")
-        except (ServiceError, AnalysisError) as exc:
-            claims.fail(claim, str(exc))
+        except AnalysisError as exc:
+            claims.fail(claim, str(exc), kind="bad-answer")
+        except ServiceError as exc:
+            claims.fail(claim, str(exc), kind=service_error_kind(exc))
+
+    def _give_up(self, claim, over_limit):
+        """Limits reached, or IRIS cannot serve the alert: checked before any work on it."""
+        if claim.unservable and not over_limit:
+            if self.claims.confirm(claim) is None:
+                return
+            final = "too large" in claim.unservable
+            self.deferred.add(claim.alert_id)
+            self.claims.fail(claim, claim.unservable, final=final, kind="too-large" if final else "iris-unservable")
+            return
+        if self.claims.confirm(claim) is None:
+            return
+        self.log.warning(f"alert {claim.alert_id}: attempt or takeover limit reached, giving up")
+        self.claims.finish(claim, TAG_FAILED, reason="limit reached")
 
     def _complete_with_model(self, claim, job, round_id, key):
         if not self._wait_for(job, grace=self.config.stop_grace):
@@ -274,7 +331,7 @@ class Worker:
         self.outage.answered()  # even a bad answer shows that Ollama serves the model
         if job.error:
             raise job.error
-        analysis = parse_analysis(job.result)
+        analysis, _notes = encodable(parse_analysis(job.result))  # a lone surrogate in the answer, too
         self.claims.post(claim, render_comment(analysis, round_id, self.config.ollama_model), round_id)
         self.dedup.record(key, claim.alert_id, analysis, time.time())
         self.log.info(f"alert {claim.alert_id}: analysis posted ({analysis['verdict']})")

@@ -140,9 +140,11 @@ def test_bad_answers_are_counted_in_tags_until_ai_failed(stack):
     for _unused in range(4):
         worker.run_cycle()
         seen.append(stack.tags(alert_id))
-    assert seen[0] == ["wazuh", "ai-pending", seen[0][2], "ai-attempts:1"] and seen[0][2].startswith("ai-round:")
+    # Issue 23: the reason of the failed attempt is on the alert too (ai-error:<kind>).
+    assert seen[0] == ["wazuh", "ai-pending", seen[0][2], "ai-attempts:1", "ai-error:bad-answer"]
+    assert seen[0][2].startswith("ai-round:")
     assert "ai-attempts:2" in seen[1] and "ai-pending" in seen[1]
-    assert seen[2] == ["wazuh", "ai-attempts:3", "ai-failed"] == seen[3]
+    assert seen[2] == ["wazuh", "ai-attempts:3", "ai-error:bad-answer", "ai-failed"] == seen[3]
     assert len(stack.ollama.calls) == 3 and stack.comment_texts(alert_id) == []
     assert not worker.outage.active  # a bad answer comes from a working model
 
