@@ -14,6 +14,7 @@ import time
 
 from socstack_core import faults
 
+from .heal import Suspects, heal
 from .iris import ServiceError
 from .tags import (
     ATTEMPTS_PREFIX,
@@ -74,12 +75,14 @@ class Claim:
 class Claims:
     """Claiming, confirming and writing under the lease, for one worker."""
 
-    def __init__(self, config, iris, log, clock, monotonic=time.monotonic):
+    def __init__(self, config, iris, log, clock, monotonic=time.monotonic, *, suspects=None, sleep=time.sleep):
         self.config = config
         self.iris = iris
         self.log = log
         self.clock = clock  # ClockCheck: IRIS's clock as known here
         self.monotonic = monotonic
+        self.sleep = sleep
+        self.suspects = suspects if suspects is not None else Suspects(None, config.instance)
         self.future_seen = {}  # claim tag stamped in the future -> IRIS time it was first seen
 
     # -- reading claims
@@ -131,6 +134,8 @@ class Claims:
         tags = split_tags(alert.get("alert_tags"))
         if TAG_PENDING not in tags:
             return None
+        if self._healed(alert, "a late write"):
+            return None  # a stale write had put it back (or lost an analyst's change): put right, not claimed
         held = claim_tags(tags)
         if any(not self.is_stale(tag) for tag in held):
             return None
@@ -145,19 +150,24 @@ class Claims:
             self.log.info(f"alert {alert_id}: not claimed, more than {timeout:g}s since the read")
             return None
         faults.point("ai_worker:claim:send")
+        self.suspects.sending(alert_id, token=token.tag())  # given up unless acknowledged in time
         sent = self.monotonic()
         try:
-            self.iris.set_tags(alert, tags, timeout=timeout)
+            answer = self.iris.set_tags(alert, tags, timeout=timeout)
         except ServiceError as exc:
-            self.log.info(f"alert {alert_id}: claim write failed: {exc}")
+            self.log.info(f"alert {alert_id}: claim write failed: {exc} (if it lands later, it is undone)")
             return None
         acked = self.monotonic()
         if acked - read_sent > 2 * timeout:
             # Outside the bound the settle time is built on (a stall after the freshness check, a server
-            # that answered late): another worker may have finished in between, so do not go on with it.
+            # that answered late): another worker may have finished in between, so do not go on with it, and
+            # undo the claim at once (replaying the history without it) instead of parking the alert for the TTL.
             self.log.error(f"alert {alert_id}: claim landed {acked - read_sent:.1f}s after its read (bound "
                            f"{2 * timeout:g}s); abandoning it - check host load and IRIS latency")
+            if isinstance(answer, dict):
+                self._healed(answer, "our abandoned claim", disowned={token.tag()})
             return None
+        self.suspects.answered(alert_id, token=token.tag())
         alert["alert_tags"] = join_tags(tags)
         if held:
             self.log.info(f"alert {alert_id}: taking over stale claim {held[0]}")
@@ -170,15 +180,22 @@ class Claims:
         if self.lease_left(claim) <= 0:
             raise LeaseExpired
 
-    def confirm(self, claim, wait=time.sleep):
+    def confirm(self, claim, wait=None):
         """Wait out the settle time, read the alert back; return it when our claim is the only one."""
         delay = claim.acked + self.config.settle_seconds - self.monotonic()
         if delay > 0:
-            wait(delay)
+            (wait or self.sleep)(delay)
         current = self.iris.alert_state(claim.alert_id)
-        if claim_tags(split_tags(current.get("alert_tags"))) != [claim.token.tag()]:
+        tags = split_tags(current.get("alert_tags"))
+        if claim_tags(tags) != [claim.token.tag()]:
             self.log.info(f"alert {claim.alert_id}: claim lost to another worker")
             return None
+        if TAG_PENDING not in tags:
+            self.log.info(f"alert {claim.alert_id}: no longer ai-pending (changed by hand?); giving it back")
+            self.release(claim, "no longer pending")
+            return None
+        if self._healed(current, "a late write under our claim"):
+            return None  # our claim was written on a stale read: the replay removed it
         return current
 
     # -- writing under the lease
@@ -199,15 +216,45 @@ class Claims:
     def post(self, claim, text, round_id):
         """Post this round's comment while the claim holds, then heal duplicates of the round."""
         self._reread(claim, "comment")
+        self.suspects.sending(claim.alert_id, round_id=round_id)  # a comment that lands late is a duplicate
         self.iris.add_comment(claim.alert_id, text)
+        self.suspects.answered(claim.alert_id, round_id=round_id)
         faults.point("ai_worker:comment:posted")
         self.heal(claim.alert_id, round_id)
 
     def rewrite(self, claim, change):
         """Re-read the alert and replace its tags with change(tags minus claims and ai-processing), while our
-        claim holds: every write after the claim ends it, so ai-processing goes with it."""
+        claim holds: every write after the claim ends it, so ai-processing goes with it. IRIS's answer holds
+        the history up to our write: an analyst's change that crossed it is put back at once."""
         current = self._reread(claim, "update")
-        self.iris.set_tags(current, change(without_claims(split_tags(current.get("alert_tags")))))
+        self.suspects.sending(claim.alert_id)
+        answer = self.iris.set_tags(current, change(without_claims(split_tags(current.get("alert_tags")))))
+        self.suspects.answered(claim.alert_id)
+        if isinstance(answer, dict) and answer.get("modification_history"):
+            self._healed(answer, "an edit that crossed our write")
+
+    def _healed(self, alert, why, disowned=frozenset()):
+        """heal.heal on an alert state that carries its history; True when it wrote. Never raises for IRIS."""
+        if not isinstance(alert.get("modification_history"), dict) or "alert_id" not in alert:
+            return False
+        try:
+            return heal(self.iris, alert, self.log, disowned=disowned, why=why)
+        except ServiceError as exc:
+            self.log.warning(f"alert {alert.get('alert_id')}: could not heal after {why}: {exc}")
+            return False
+
+    def sweep(self, limit=10):
+        """Re-check the alerts of writes whose outcome is unknown (heal.Suspects): replay their history
+        without our given-up claims, and delete duplicate analyses of the rounds we commented on."""
+        for alert_id, tokens, rounds in self.suspects.due(limit):
+            try:
+                state = self.iris.alert_state(alert_id)
+            except ServiceError as exc:
+                self.log.info(f"alert {alert_id}: re-check after an unanswered write failed: {exc}")
+                continue
+            self._healed(state, "a write whose answer never came", disowned=tokens)
+            for round_id in rounds:
+                self.heal(alert_id, round_id)
 
     def finish(self, claim, outcome, reason=None):
         """End the round with ``outcome``; ai-failed keeps the reason as ``ai-error:<kind>``, any other

@@ -15,7 +15,10 @@ from .tags import TAG_PENDING, join_tags
 PAGE_SIZE = 50
 # Fields of an alert's state (no content): what the claim protocol and every tag write read. Always a
 # bounded answer, whatever the alert holds (IRIS's /alerts/filter trims each alert to ``fields``).
-STATE_FIELDS = "alert_id,alert_tags,alert_owner_id,alert_customer_id"
+# modification_history is IRIS's log of updates (who changed which tags and owner): the worker replays it
+# to make late writes harmless (heal.py).
+STATE_FIELDS = "alert_id,alert_tags,alert_owner_id,alert_customer_id,modification_history"
+POLL_FIELDS = "alert_id,alert_tags,alert_owner_id,alert_customer_id"
 # The whole alert (its content, for the prompt) is read once per attempt and refused past this size: the
 # prompt holds at most AI_WORKER_MAX_PROMPT_CHARS of it, so a larger alert is never fetched again.
 ALERT_MAX_BYTES = 4 * 1024 * 1024
@@ -99,7 +102,7 @@ class IrisClient:
 
     def pending_page(self, page):
         query = (f"alert_tags={http.quote(TAG_PENDING)}&page={int(page)}&per_page={PAGE_SIZE}&sort=asc"
-                 f"&fields={http.quote(STATE_FIELDS)}")
+                 f"&fields={http.quote(POLL_FIELDS)}")
         return self._call("GET", f"/alerts/filter?{query}") or {}
 
     def alert(self, alert_id, timeout=None):

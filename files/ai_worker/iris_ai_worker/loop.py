@@ -8,6 +8,7 @@ from socstack_core.log import Log, Masker
 from .claims import ClaimLost, Claims, LeaseExpired
 from .clock import ClockCheck
 from .dedup import DedupStore, RateLimiter, dedup_key
+from .heal import Suspects
 from .iris import IrisClient, ServiceError
 from .ollama import OllamaClient, OllamaOutage, OllamaUnavailable
 from .prompt import AnalysisError, allowlist_reason, build_prompt, parse_analysis, render_comment
@@ -79,7 +80,8 @@ class Background:
 class Worker:
     """Poll, claim, analyse, comment, tag. One instance per process (or per thread in tests)."""
 
-    def __init__(self, config, iris, ollama, dedup, log, *, wall=time.time, monotonic=time.monotonic):
+    def __init__(self, config, iris, ollama, dedup, log, *, wall=time.time, monotonic=time.monotonic,
+                 sleep=time.sleep):
         self.config = config
         self.iris = iris
         self.ollama = ollama
@@ -90,7 +92,8 @@ class Worker:
         self.rate = RateLimiter(config.max_per_minute)
         self.outage = OllamaOutage(config.backoff_min, config.backoff_max, log)
         self.clock = ClockCheck(config.clock_skew / 2, log, wall=wall)
-        self.claims = Claims(config, iris, log, self.clock, monotonic=monotonic)
+        suspects = Suspects(config.state_dir, config.instance, wall=wall)
+        self.claims = Claims(config, iris, log, self.clock, monotonic=monotonic, suspects=suspects, sleep=sleep)
         self.stop_event = threading.Event()
         self.stop_requested_at = None
         self.first_seen = {}  # alert id -> monotonic time this worker first saw it waiting
@@ -140,6 +143,7 @@ class Worker:
         """One poll-claim-process round; True when it used its whole budget (more work may wait)."""
         if self.outage.active and not self._ollama_back():
             return False
+        self.claims.sweep()  # writes whose answer never came: undo or heal what they left, if they landed
         budget = min(self.config.max_per_cycle, self.rate.available())
         if budget <= 0:
             return False
