@@ -335,3 +335,16 @@ def test_rate_limiter_counts_a_sliding_minute():
     now[0] = 60.0
     assert limiter.available() == 3
     assert dedup.RateLimiter(0).available() > 10**6  # 0 means no limit
+
+
+def test_at_the_rate_limit_the_wait_is_the_rest_of_the_window_not_a_poll_interval():
+    """Issue 23: the worker slept a whole poll interval at the limit (15/min where the limit was 20)."""
+    now = [100.0]
+    limiter = dedup.RateLimiter(2, clock=lambda: now[0])
+    assert limiter.wait_seconds() == 0
+    limiter.spend()
+    now[0] = 130.0
+    limiter.spend()
+    assert limiter.wait_seconds() == 30.0  # the first event leaves the window at 160
+    now[0] = 160.0
+    assert limiter.wait_seconds() == 0

@@ -66,6 +66,8 @@ class Claim:
         self.acked = acked
         self.takeover = takeover
         self.unservable = unservable  # why IRIS could not serve the whole alert (then ``alert`` is its state)
+        self.new_round = False  # this claim wrote the round's id: no comment of the round can exist yet
+        self.state = None  # the alert's state from the batch read-back (confirm_all)
 
     @property
     def alert_id(self):
@@ -141,7 +143,8 @@ class Claims:
             return None
         if held:
             tags = with_tag_value(tags, TAKEOVERS_PREFIX, counter(tags, TAKEOVERS_PREFIX) + 1)
-        if not tag_value(tags, ROUND_PREFIX):
+        new_round = not tag_value(tags, ROUND_PREFIX)
+        if new_round:
             tags = with_tag_value(tags, ROUND_PREFIX, secrets.token_hex(4))
         # Rounded up: a stamp can only make the claim look younger to others, never older than it is.
         token = ClaimToken(self.config.instance, math.ceil(self.clock.wall()), secrets.token_hex(4))
@@ -171,7 +174,9 @@ class Claims:
         alert["alert_tags"] = join_tags(tags)
         if held:
             self.log.info(f"alert {alert_id}: taking over stale claim {held[0]}")
-        return Claim(alert=alert, token=token, sent=sent, acked=acked, takeover=bool(held), unservable=unservable)
+        claim = Claim(alert=alert, token=token, sent=sent, acked=acked, takeover=bool(held), unservable=unservable)
+        claim.new_round = new_round and not held
+        return claim
 
     def lease_left(self, claim):
         return claim.sent + self.config.lease_seconds - self.monotonic()
@@ -180,12 +185,31 @@ class Claims:
         if self.lease_left(claim) <= 0:
             raise LeaseExpired
 
+    def confirm_all(self, claims):
+        """Wait out the settle time of the last claim of a batch and read all of them back in ONE bounded
+        request (``/alerts/filter?alert_ids=…``); each claim's ``state`` is then what confirm() decides on.
+        A failed read leaves them unread: confirm() reads each on its own."""
+        if not claims:
+            return
+        delay = max(c.acked for c in claims) + self.config.settle_seconds - self.monotonic()
+        if delay > 0:
+            self.sleep(delay)
+        try:
+            states = self.iris.alert_states([c.alert_id for c in claims])
+        except ServiceError as exc:
+            self.log.info(f"batch read-back failed: {exc}; reading each alert back on its own")
+            return
+        for claim in claims:
+            claim.state = states.get(claim.alert_id, {"alert_id": claim.alert_id, "alert_tags": ""})
+
     def confirm(self, claim, wait=None):
         """Wait out the settle time, read the alert back; return it when our claim is the only one."""
-        delay = claim.acked + self.config.settle_seconds - self.monotonic()
-        if delay > 0:
-            (wait or self.sleep)(delay)
-        current = self.iris.alert_state(claim.alert_id)
+        current, claim.state = claim.state, None
+        if current is None:
+            delay = claim.acked + self.config.settle_seconds - self.monotonic()
+            if delay > 0:
+                (wait or self.sleep)(delay)
+            current = self.iris.alert_state(claim.alert_id)
         tags = split_tags(current.get("alert_tags"))
         if claim_tags(tags) != [claim.token.tag()]:
             self.log.info(f"alert {claim.alert_id}: claim lost to another worker")
@@ -214,19 +238,67 @@ class Claims:
         return current
 
     def post(self, claim, text, round_id):
-        """Post this round's comment while the claim holds, then heal duplicates of the round."""
-        self._reread(claim, "comment")
+        """Post this round's comment while the lease holds; then heal duplicates of the round when one can
+        exist: a takeover or retry (the round is older than this claim), or a post acknowledged after the
+        lease (a pause before the send). The comment is guarded by the lease, not a re-read: a claim
+        removed by hand stops the next tag write, not a comment already on its way."""
+        self._check_lease(claim)
+        faults.point("ai_worker:comment:read")
+        self._check_lease(claim)  # the process may have stopped in between: check again
+        faults.point("ai_worker:comment:send")
         self.suspects.sending(claim.alert_id, round_id=round_id)  # a comment that lands late is a duplicate
         self.iris.add_comment(claim.alert_id, text)
         self.suspects.answered(claim.alert_id, round_id=round_id)
         faults.point("ai_worker:comment:posted")
-        self.heal(claim.alert_id, round_id)
+        if not claim.new_round or self.lease_left(claim) <= 0:
+            self.heal(claim.alert_id, round_id)
 
-    def rewrite(self, claim, change):
+    def defer_writes(self):
+        """From now on, the tag writes that end a round (finish) wait for flush(): one batch re-read right before
+        them all. A failed attempt and a release are written at once (a kill must not lose a count)."""
+        self.deferred = []
+
+    def flush(self):
+        """The deferred final writes: re-read their alerts in one bounded request, then write each one (lease,
+        claim and fault points checked per alert as in rewrite). Errors are logged per alert."""
+        pending, self.deferred = self.deferred or [], None
+        states = {}
+        if pending:
+            try:
+                states = self.iris.alert_states([c.alert_id for c, _change in pending])
+            except ServiceError as exc:
+                self.log.info(f"batch re-read failed: {exc}; re-reading each alert on its own")
+        for claim, change in pending:
+            try:
+                self._write(claim, change, states.get(claim.alert_id))
+            except ServiceError as exc:
+                self.log.warning(f"alert {claim.alert_id}: {exc} (its claim expires after the TTL)")
+            except LeaseExpired:
+                self.log.warning(f"alert {claim.alert_id}: lease ran out; not writing, a takeover will finish it")
+            except ClaimLost:
+                pass
+
+    deferred = None
+
+    def rewrite(self, claim, change, now=False):
         """Re-read the alert and replace its tags with change(tags minus claims and ai-processing), while our
         claim holds: every write after the claim ends it, so ai-processing goes with it. IRIS's answer holds
-        the history up to our write: an analyst's change that crossed it is put back at once."""
-        current = self._reread(claim, "update")
+        the history up to our write: an analyst's change that crossed it is put back at once. In a batch
+        (defer_writes) the write waits for flush()."""
+        if self.deferred is not None and not now:
+            self.deferred.append((claim, change))
+            return
+        self._write(claim, change, None)
+
+    def _write(self, claim, change, state):
+        if state is not None and claim.token.tag() in split_tags(state.get("alert_tags")):
+            self._check_lease(claim)
+            faults.point("ai_worker:update:read")
+            self._check_lease(claim)
+            faults.point("ai_worker:update:send")
+            current = state
+        else:
+            current = self._reread(claim, "update")
         self.suspects.sending(claim.alert_id)
         answer = self.iris.set_tags(current, change(without_claims(split_tags(current.get("alert_tags")))))
         self.suspects.answered(claim.alert_id)
@@ -283,11 +355,11 @@ class Claims:
 
         self.log.warning(f"alert {claim.alert_id}: attempt {attempts} failed ({reason}); now "
                          f"{TAG_FAILED if final else TAG_PENDING}")
-        self.rewrite(claim, change)
+        self.rewrite(claim, change, now=True)  # a counted attempt is never left to a batch a kill can lose
 
     def release(self, claim, why):
         """Give the alert back: our claim removed, ai-pending kept, no attempt counted."""
-        self.rewrite(claim, lambda tags: tags)
+        self.rewrite(claim, lambda tags: tags, now=True)
         self.log.info(f"alert {claim.alert_id}: released ({why})")
 
     def release_if_mine(self, claim, why):

@@ -142,3 +142,9 @@ class RateLimiter:
 
     def spend(self):
         self.events.append(self.clock())
+
+    def wait_seconds(self):
+        """Seconds until one more event is allowed (0 when one is now)."""
+        if self.available() > 0:
+            return 0.0
+        return max(0.0, self.events[0] + 60.0 - self.clock())

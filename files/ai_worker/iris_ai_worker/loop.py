@@ -137,6 +137,8 @@ class Worker:
         """Until the next poll, or during an Ollama outage until the next try."""
         if self.outage.active:
             return max(0.0, self.outage.retry_at - time.monotonic())
+        if self.rate.available() <= 0:  # at the rate limit: only the rest of the window, not a whole poll
+            return min(self.config.poll_seconds, self.rate.wait_seconds())
         return self.config.poll_seconds
 
     def run_cycle(self):
@@ -164,10 +166,22 @@ class Worker:
             if claim:
                 self.rate.spend()
                 claims.append(claim)
+        first = claims[0] if claims and not self.stop_event.is_set() else None
+        if first is not None:
+            self._start_first_try(first)  # the first alert's model call runs during the settle wait
+        self.claims.confirm_all(claims)
+        self.claims.defer_writes()
+        try:
+            self._handle(claims)
+        finally:
+            self.claims.flush()
+        return len(claims) >= budget
+
+    def _handle(self, claims):
         for claim in claims:
             try:
-                if self.stop_event.is_set():
-                    self.claims.release_if_mine(claim, "stopping")
+                if self.stop_event.is_set() and getattr(claim, "first_try", None) is None:
+                    self.claims.release_if_mine(claim, "stopping")  # not started (a running model call is)
                 else:
                     self._process(claim)
             except ServiceError as exc:
@@ -178,7 +192,6 @@ class Worker:
                 pass  # logged where it was found
             except Exception as exc:  # this alert's failed attempt, never the process's
                 self._failed_internally(claim, exc)
-        return len(claims) >= budget
 
     def _failed_internally(self, claim, exc):
         """An unexpected exception while handling one claimed alert: that alert's failed attempt."""
@@ -260,7 +273,8 @@ class Worker:
     def _process(self, claim):
         alert, config, claims = claim.alert, self.config, self.claims
         tags = split_tags(alert.get("alert_tags"))
-        needed = config.settle_seconds + config.ollama_timeout + WRITES_AFTER_CLAIM * config.iris_timeout
+        settle_left = max(0.0, claim.acked + config.settle_seconds - claims.monotonic())
+        needed = settle_left + config.ollama_timeout + WRITES_AFTER_CLAIM * config.iris_timeout
         if claims.lease_left(claim) < needed:
             claims.release_if_mine(claim, "too little lease left")  # let someone else finish it safely
             return
@@ -271,22 +285,14 @@ class Worker:
         if over_limit or claim.unservable:
             self._give_up(claim, over_limit)
             return
-        alert, notes = encodable(alert)  # lone surrogates and 600-deep nesting: replaced, never raised on
-        if notes:
-            self.log.info(f"alert {claim.alert_id}: " + "; ".join(notes))
-        key = dedup_key(alert)
-        skip_reason = allowlist_reason(alert, config)
-        earlier = None if skip_reason else self.dedup.lookup(key, time.time())
-        prompt = build_prompt(alert, self.redactor, config.max_prompt_chars)
-        job = None
-        if not (skip_reason or earlier or claim.takeover or counter(tags, ATTEMPTS_PREFIX) or self.outage.active):
-            job = Background(lambda: self.ollama.generate(prompt))  # first try: run it during the settle wait
+        alert, key, skip_reason, earlier, prompt = self._prepare(claim)
+        job, claim.first_try = getattr(claim, "first_try", None), None
         current = claims.confirm(claim)
         if current is None:
             return
         round_id = tag_value(split_tags(current.get("alert_tags")), ROUND_PREFIX) or claim.token.nonce
         try:
-            if claims.round_comments(claim.alert_id, round_id):
+            if not claim.new_round and claims.round_comments(claim.alert_id, round_id):
                 self.log.info(f"alert {claim.alert_id}: this round's analysis was posted by an earlier attempt")
                 claims.finish(claim, TAG_REVIEWED)
             elif skip_reason:
@@ -310,6 +316,33 @@ class Worker:
             claims.fail(claim, str(exc), kind="bad-answer")
         except ServiceError as exc:
             claims.fail(claim, str(exc), kind=service_error_kind(exc))
+
+    def _prepare(self, claim):
+        """(alert made encodable, dedup key, allowlist reason, earlier analysis, prompt), computed once."""
+        if getattr(claim, "prepared", None) is None:
+            alert, notes = encodable(claim.alert)  # lone surrogates and deep nesting: replaced, never raised on
+            if notes:
+                self.log.info(f"alert {claim.alert_id}: " + "; ".join(notes))
+            key = dedup_key(alert)
+            skip_reason = allowlist_reason(alert, self.config)
+            earlier = None if skip_reason else self.dedup.lookup(key, time.time())
+            claim.prepared = (alert, key, skip_reason, earlier,
+                              build_prompt(alert, self.redactor, self.config.max_prompt_chars))
+        return claim.prepared
+
+    def _start_first_try(self, claim):
+        """Start the model call of a batch's first alert before the settle wait (a first attempt only)."""
+        tags = split_tags(claim.alert.get("alert_tags"))
+        config = self.config
+        if (claim.unservable or claim.takeover or counter(tags, ATTEMPTS_PREFIX) or self.outage.active
+                or counter(tags, TAKEOVERS_PREFIX) > config.max_takeovers):
+            return
+        try:
+            _alert, _key, skip_reason, earlier, prompt = self._prepare(claim)
+        except Exception:  # handled (and counted) when the alert itself is processed
+            return
+        if not (skip_reason or earlier):
+            claim.first_try = Background(lambda: self.ollama.generate(prompt))
 
     def _give_up(self, claim, over_limit):
         """Limits reached, or IRIS cannot serve the alert: checked before any work on it."""

@@ -132,6 +132,18 @@ def test_burst_control_per_cycle_and_per_minute(stack):
     assert sum("ai-reviewed" in stack.tags(i) for i in ids) == 5
 
 
+def test_at_the_rate_limit_the_worker_waits_the_rest_of_the_window_not_a_poll(stack):
+    """Issue 23: at the limit it slept a whole poll interval (15/min reached where the limit was 20)."""
+    for _unused in range(3):
+        stack.alert()
+    worker = stack.worker(AI_WORKER_MAX_PER_CYCLE=5, AI_WORKER_MAX_PER_MINUTE=2, AI_WORKER_POLL_SECONDS=300)
+    assert worker.run_cycle() is True  # its whole (rate-limited) budget was used
+    assert worker.run_cycle() is False
+    assert 50 < worker._idle_seconds() <= 60  # the first claim leaves the window 60 s after it was made
+    worker.rate.events = type(worker.rate.events)(t - 45 for t in worker.rate.events)  # 45 s later
+    assert 10 < worker._idle_seconds() <= 15
+
+
 def test_bad_answers_are_counted_in_tags_until_ai_failed(stack):
     alert_id = stack.alert()
     stack.ollama.responder = lambda prompt, system, fmt: "Sorry, I cannot help with that."
