@@ -86,3 +86,14 @@ def test_the_journal_keeps_each_unanswered_write(tmp_path):
     assert reloaded.due(10) == [(5, frozenset(), ["r"])]
     now[0] = 11
     assert journal.due(10) == []  # past the window
+
+
+def test_a_claim_left_by_the_replay_keeps_ai_processing_beside_it():
+    """Found by the 240-alert test: the skipped entry was the one that added ai-processing; a takeover after
+    it changed only the claim. The replay keeps the pair together."""
+    taken = CLAIMED.replace("aa", "cc") + ",ai-takeovers:1"
+    alert_ = alert(taken, None,
+                   entry(WORKER, "wazuh,ai-pending", CLAIMED),
+                   entry(4, CLAIMED, taken))
+    tags, _owner = heal.healed(alert_, disowned={"ai-claim:1:100:aa"})
+    assert "ai-claim:1:100:cc" in tags and "ai-processing" in tags

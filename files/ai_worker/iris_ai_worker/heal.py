@@ -28,7 +28,7 @@ import time
 from socstack_core import files
 from socstack_core.jsonio import loads
 
-from .tags import CLAIM_PREFIX, TAG_PENDING, join_tags, split_tags
+from .tags import CLAIM_PREFIX, TAG_PENDING, TAG_PROCESSING, join_tags, split_tags
 
 _CHANGE_RE = re.compile(r'"(alert_tags|alert_owner_id)" from "(.*?)" to "(.*?)"(?=,"|$)', re.DOTALL)
 
@@ -126,6 +126,8 @@ def replay(history, current_tags, current_owner, disowned=frozenset()):
             owner = entry.owner[1]
     if set(plain) != set(current_tags) or plain_owner != current_owner:
         return None
+    # ai-processing goes with a claim (tags.py): a skipped entry may have been the one that added either.
+    tags = [t for t in tags if t != TAG_PROCESSING] + ([TAG_PROCESSING] if _claims(tags) else [])
     ordered = [t for t in current_tags if t in tags] + [t for t in tags if t not in current_tags]
     return ordered, owner
 

@@ -29,6 +29,9 @@ from .tags import (
 )
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
+# Batches a running worker claims ahead of the one it handles: their settle times pass while the model
+# works, so that a fast model is not held up by the settle time (issue 23, the benchmark).
+LOOKAHEAD = 3
 
 
 def internal_error(exc):
@@ -99,6 +102,10 @@ class Worker:
         self.first_seen = {}  # alert id -> monotonic time this worker first saw it waiting
         self.helping = set()  # other instances whose share this one has been helping (logged once)
         self.deferred = set()  # alerts whose own model call met an outage: tried after the others
+        # run_forever pipelines: the next batch is claimed before the current one is processed, so its
+        # settle time passes while the model works on the current batch (run_cycle alone does not).
+        self.pipelined = False
+        self.carry = []  # batches claimed ahead (at most LOOKAHEAD + 1), waiting out their settle time
 
     @classmethod
     def from_config(cls, config, log=None, **clocks):
@@ -120,6 +127,7 @@ class Worker:
         config = self.config
         self.log.info(f"instance {config.instance} ({config.instance_index + 1} of {config.instances}) polling "
                       f"every {config.poll_seconds:g}s, model {config.ollama_model}")
+        self.pipelined = True
         while not self.stop_event.is_set():
             try:
                 busy = self.run_cycle()
@@ -131,7 +139,17 @@ class Worker:
                 busy = False
             if not busy:
                 self.stop_event.wait(self._idle_seconds())
+        self._release_carry("stopping")
         self.log.info("stopped")
+
+    def _release_carry(self, why):
+        """Give back the claims of a batch claimed ahead that will not be processed now."""
+        carry, self.carry = [claim for batch in self.carry for claim in batch], []
+        for claim in carry:
+            try:
+                self.claims.release_if_mine(claim, why)
+            except (ServiceError, LeaseExpired, ClaimLost) as exc:
+                self.log.info(f"alert {claim.alert_id}: not released ({type(exc).__name__}); its claim expires")
 
     def _idle_seconds(self):
         """Until the next poll, or during an Ollama outage until the next try."""
@@ -144,15 +162,34 @@ class Worker:
     def run_cycle(self):
         """One poll-claim-process round; True when it used its whole budget (more work may wait)."""
         if self.outage.active and not self._ollama_back():
+            self._release_carry("Ollama unavailable")
             return False
         self.claims.sweep()  # writes whose answer never came: undo or heal what they left, if they landed
         budget = min(self.config.max_per_cycle, self.rate.available())
-        if budget <= 0:
+        claims = []
+        if budget > 0 and not self.stop_event.is_set():
+            candidates = self._candidates(2 * budget)
+            self.clock.update(self.iris.clock_sample)  # measured on the poll that just ran
+            if not self.clock.ok:
+                self._release_carry("clock off")
+                return False
+            claims = self._claim_all(candidates, budget)
+        full = budget > 0 and len(claims) >= budget
+        if not self.pipelined:
+            self._process_batch(claims)
+            return full
+        if claims:
+            self.carry.append(claims)
+        if not self.carry:
             return False
-        candidates = self._candidates(2 * budget)
-        self.clock.update(self.iris.clock_sample)  # measured on the poll that just ran
-        if not self.clock.ok:
-            return False
+        oldest = self.carry[0]
+        settled = max(c.acked for c in oldest) + self.config.settle_seconds <= self.claims.monotonic()
+        if full and len(self.carry) <= LOOKAHEAD and not settled and not self.stop_event.is_set():
+            return True  # while the oldest batch settles, claim the next one (next cycle, at once)
+        self._process_batch(self.carry.pop(0))  # the batches behind it settle meanwhile
+        return True
+
+    def _claim_all(self, candidates, budget):
         claims = []
         for alert_id in candidates:
             if len(claims) >= budget or self.stop_event.is_set():
@@ -166,7 +203,12 @@ class Worker:
             if claim:
                 self.rate.spend()
                 claims.append(claim)
-        first = claims[0] if claims and not self.stop_event.is_set() else None
+        return claims
+
+    def _process_batch(self, claims):
+        if not claims:
+            return
+        first = claims[0] if not self.stop_event.is_set() else None
         if first is not None:
             self._start_first_try(first)  # the first alert's model call runs during the settle wait
         self.claims.confirm_all(claims)
@@ -175,7 +217,6 @@ class Worker:
             self._handle(claims)
         finally:
             self.claims.flush()
-        return len(claims) >= budget
 
     def _handle(self, claims):
         for claim in claims:
