@@ -141,15 +141,22 @@ def test_a_claimant_stalled_between_read_and_write_gives_up(stack):
     assert stack.tags(alert_id) == ["wazuh", "ai-reviewed"]
 
 
-def test_negative_control_without_the_freshness_check_a_stalled_claimant_undoes_the_result(stack, monkeypatch):
-    """B's claim, written on a stale read after A finished, puts the reviewed alert back in the queue."""
-    without_healing(monkeypatch)
+def stalled_claimant_without_freshness_check(stack):
+    """A and B read the free alert; B stalls past A's settle time and writes its claim anyway (the freshness
+    check switched off): B's claim is written on a read older than A's review. Returns the alert id."""
     alert_id = stack.alert()
     a, b = stack.worker("wa"), stack.worker("wb")
     b.claims.read_still_fresh = lambda read_sent: True
     stack.iris.add_hook(hold_reads_until_both_served(alert_id, {"wa", "wb"}))
     pause_after_first_read(b, 3 * CLAIM_TIMEOUT)
     run_together(a, b)
+    return alert_id
+
+
+def test_negative_control_without_the_freshness_check_a_stalled_claimant_undoes_the_result(stack, monkeypatch):
+    """B's claim, written on a stale read after A finished, puts the reviewed alert back in the queue."""
+    without_healing(monkeypatch)
+    alert_id = stalled_claimant_without_freshness_check(stack)
     assert len(stack.analyses(alert_id)) == 1
     tags = stack.tags(alert_id)
     assert "ai-reviewed" not in tags and "ai-pending" in tags  # the next round will analyse it again
@@ -159,12 +166,7 @@ def test_a_stale_claim_write_that_lands_after_the_review_is_undone_by_the_histor
     """Issue 23: the same stale claim (what a write held past its timeout does) no longer undoes the result:
     B's confirm finds in IRIS's history that its own write put ai-pending back on a reviewed alert,
     replays the history without it, and stops. One analysis, ai-reviewed, nothing left pending."""
-    alert_id = stack.alert()
-    a, b = stack.worker("wa"), stack.worker("wb")
-    b.claims.read_still_fresh = lambda read_sent: True
-    stack.iris.add_hook(hold_reads_until_both_served(alert_id, {"wa", "wb"}))
-    pause_after_first_read(b, 3 * CLAIM_TIMEOUT)
-    run_together(a, b)
+    alert_id = stalled_claimant_without_freshness_check(stack)
     assert len(stack.analyses(alert_id)) == 1
     assert stack.tags(alert_id) == ["wazuh", "ai-reviewed"]
     assert stack.messages(f"alert {alert_id}: healed after"), stack.log_text()
