@@ -126,8 +126,9 @@ def replay(history, current_tags, current_owner, disowned=frozenset()):
             owner = entry.owner[1]
     if set(plain) != set(current_tags) or plain_owner != current_owner:
         return None
-    # ai-processing goes with a claim (tags.py): a skipped entry may have been the one that added either.
-    tags = [t for t in tags if t != TAG_PROCESSING] + ([TAG_PROCESSING] if _claims(tags) else [])
+    if set(tags) != set(current_tags):
+        # ai-processing goes with a claim (tags.py): a skipped entry may have been the one that added either.
+        tags = [t for t in tags if t != TAG_PROCESSING] + ([TAG_PROCESSING] if _claims(tags) else [])
     ordered = [t for t in current_tags if t in tags] + [t for t in tags if t not in current_tags]
     return ordered, owner
 
