@@ -21,6 +21,16 @@ for extra in (ROOT, ROOT / "files", ROOT / "files" / "integrations", ROOT / "fil
 
 SHARED = Path(os.environ.get("SOCSTACK_SHARED", ROOT.parent / "shared"))
 
+try:  # generated fault schedules (requirements/dev.txt pins hypothesis); reproducible, no database in the repo
+    from hypothesis import HealthCheck
+    from hypothesis import settings as hypothesis_settings
+
+    hypothesis_settings.register_profile("socstack", derandomize=True, database=None, deadline=None,
+                                         suppress_health_check=[HealthCheck.too_slow])
+    hypothesis_settings.load_profile("socstack")
+except ImportError:  # pragma: no cover - only the generated suites need it
+    pass
+
 
 @pytest.fixture(scope="session")
 def shared_reference():

@@ -2,7 +2,8 @@
 
 Each input is 1 MB of one repeated fragment that made the patterns of old backtrack (``pass_``,
 ``token=``, ``=``, and the three mixed) or that tries each pattern's start (``password="``, ``a.``, ``eyJ-``, ``sk-``,
-``a:``, ``<a>``, ``x@``), plus a realistic log line repeated. Two figures per input, best of --runs:
+``a:``, ``<a>``, ``x@``, and issue 23's ``mysql -p``, ``sshpass -p``, ``-u a:``, ``a://:@``, PGP armour,
+camelCase and run-together keys), plus a realistic log line repeated. Two figures per input, best of --runs:
 - ``worker``: Redactor.text as the worker runs it (cut to AI_WORKER_MAX_PROMPT_CHARS, 12000 by
   default, before any pattern runs): what one alert string can cost;
 - ``patterns``: the same with the cut lifted, so every pattern runs over the whole megabyte: the
@@ -24,6 +25,8 @@ from iris_ai_worker.redaction import Redactor  # noqa: E402
 
 FRAGMENTS = ["pass_", "token=", "=", "pass_pass_pass_ token=token= ====== ",
              'password="', "a.", "eyJ-", "sk-", "a:", "<a>", "x@",
+             "mysql -p", "mysql ", "sshpass -p ", "-u a:", "a://:", "a://:@", "-----BEGIN PGP PRIVATE KEY BLOCK-----",
+             "userPassword=", "PGPASSWORD=", "aB",
              "sshd[17584]: Failed password for root from 172.17.1.1 port 56404 ssh2 token=abc123 "]
 
 

@@ -140,12 +140,19 @@ def test_the_ttl_must_cover_every_request_after_the_claim():
         (500, {"error": "emulated failure"}, True),
         (503, None, True),
         (404, {"error": "model 'phi4-mini:latest' not found"}, True),
-        (404, None, False),  # a 404 that is not about the model: a wrong URL, a bad answer
+        # Issue 23: answers that are not the model's fault back the worker off instead of failing alerts.
+        (404, None, True),  # not JSON: a wrong URL or a proxy page (was counted as a bad answer)
+        (200, None, True),  # an HTML page with 200 from a proxy
+        (429, {"error": "rate limited"}, True),
+        (401, {"error": "unauthorized"}, True),
+        (403, None, True),
+        (407, None, True),
         (400, {"error": "invalid format"}, False),
-        (200, {"done": True}, False),  # no response text
+        (422, {"error": "bad request"}, False),
+        (200, {"done": True}, False),  # Ollama's JSON without response text: a bad answer
     ],
 )
-def test_only_5xx_and_a_missing_model_mean_unavailable(status, payload, unavailable):
+def test_only_failures_that_are_not_the_models_fault_mean_unavailable(status, payload, unavailable):
     error = ollama.ollama_error(status, payload)
     assert isinstance(error, ServiceError)
     assert isinstance(error, ollama.OllamaUnavailable) is unavailable

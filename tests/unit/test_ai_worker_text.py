@@ -167,7 +167,9 @@ def test_extra_patterns_are_applied():
     assert redactor.text("ticket CORP-123456 opened") == f"ticket {redaction.REDACTED} opened"
 
 
-@pytest.mark.parametrize("unit", ["pass_", "token=", "=", "password=\"", "a.", "eyJ-", "sk-", "a:", "<a>", "x@"])
+@pytest.mark.parametrize("unit", ["pass_", "token=", "=", "password=\"", "a.", "eyJ-", "sk-", "a:", "<a>", "x@",
+                                  "mysql -p", "mysql ", "sshpass -p ", "-u a:", "a://:", "a://:@", "userPassword=",
+                                  "PGPASSWORD=", "-----BEGIN PGP PRIVATE KEY BLOCK-----"])
 def test_redaction_is_linear_on_adversarial_text(unit):
     """60 KB of a repeated fragment: the quadratic patterns of old took 37 s on pass_; the bound is generous.
     The redactor's own cut is lifted (max_chars), so this times the patterns, not the cut."""
@@ -219,7 +221,7 @@ def wazuh_alert(alert_id=7, **event_overrides):
     }
     event.update(event_overrides)
     return {"alert_id": alert_id, "alert_title": "brute force", "alert_tags": "wazuh,ai-pending,ai-claim:1:2:3",
-            "alert_source_content": event, "severity": {"severity_name": "High"}}
+            "alert_customer_id": 1, "alert_source_content": event, "severity": {"severity_name": "High"}}
 
 
 def test_prompt_is_redacted_bounded_and_free_of_worker_tags():
@@ -273,7 +275,7 @@ def test_dedup_key_ignores_timestamps_pids_and_ports_but_not_the_source():
     other_source = dedup.dedup_key(wazuh_alert(3, data={"srcip": "172.17.9.9", "srcuser": "paco"}))
     other_agent = dedup.dedup_key(wazuh_alert(4, agent={"id": "002", "name": "web02"}))
     assert first == again
-    assert first.startswith("5712|001|")
+    assert first.startswith("c1|5712|001|")
     assert len({first, other_source, other_agent}) == 3
     assert dedup.dedup_key({"alert_id": 5, "alert_source_content": {"no": "rule"}}) is None
 
@@ -281,15 +283,35 @@ def test_dedup_key_ignores_timestamps_pids_and_ports_but_not_the_source():
 def test_dedup_store_window_and_sharing(tmp_path):
     one = dedup.DedupStore(str(tmp_path), window=100)
     two = dedup.DedupStore(str(tmp_path), window=100)
-    one.record("k", 7, {"summary": "s"}, now=1000)
-    assert two.lookup("k", now=1050)["alert_id"] == 7  # another instance on the same host sees it
-    assert two.lookup("k", now=1101) is None  # outside the window
-    two.record("k2", 8, {}, now=1200)  # pruning keeps the file bounded
-    assert json.loads((tmp_path / "dedup.json").read_text()).keys() == {"k2"}
+    one.record("c1|k", 7, {"summary": "s"}, now=1000)
+    assert two.lookup("c1|k", now=1050)["alert_id"] == 7  # another instance on the same host sees it
+    assert two.lookup("c1|k", now=1101) is None  # outside the window
+    two.record("c1|k2", 8, {}, now=1200)  # pruning keeps the file bounded
+    assert json.loads((tmp_path / "dedup.json").read_text()).keys() == {"c1|k2"}
     assert (tmp_path / "dedup.json").stat().st_mode & 0o077 == 0
     memory = dedup.DedupStore(None, window=0)
-    memory.record("k", 1, {}, now=0)
-    assert memory.lookup("k", now=0) is None  # window 0 disables dedup
+    memory.record("c1|k", 1, {}, now=0)
+    assert memory.lookup("c1|k", now=0) is None  # window 0 disables dedup
+
+
+def test_dedup_never_crosses_customers(tmp_path):
+    """Issue 23: two customers, identical alerts (agent 001, same data): different keys, and an entry is only
+    ever returned for its own customer, even when a file holds an entry under another tenant's key."""
+    first, second = wazuh_alert(1), dict(wazuh_alert(2), alert_customer_id=2)
+    key_a, key_b = dedup.dedup_key(first), dedup.dedup_key(second)
+    assert key_a != key_b and key_a.startswith("c1|") and key_b.startswith("c2|")
+    assert dedup.dedup_key(dict(first, alert_customer_id=None)) is None  # no customer: never deduplicated
+    store = dedup.DedupStore(str(tmp_path), window=100)
+    store.record(key_a, 1, {"summary": "host web01 of customer A"}, now=1000)
+    assert store.lookup(key_a, now=1001)["alert_id"] == 1
+    assert store.lookup(key_b, now=1001) is None
+    forged = json.loads((tmp_path / "dedup.json").read_text())
+    forged[key_b] = dict(forged[key_a])  # an entry of customer 1 stored under customer 2's key
+    (tmp_path / "dedup.json").write_text(json.dumps(forged))
+    assert store.lookup(key_b, now=1001) is None
+    legacy = dedup.DedupStore(None, window=100)
+    legacy.memory["c1|x"] = {"alert_id": 3, "time": 1000, "analysis": {}}  # written before keys were scoped
+    assert legacy.lookup("c1|x", now=1001) is None
 
 
 def test_allowlist_by_rule_agent_and_group():
@@ -313,3 +335,16 @@ def test_rate_limiter_counts_a_sliding_minute():
     now[0] = 60.0
     assert limiter.available() == 3
     assert dedup.RateLimiter(0).available() > 10**6  # 0 means no limit
+
+
+def test_at_the_rate_limit_the_wait_is_the_rest_of_the_window_not_a_poll_interval():
+    """Issue 23: the worker slept a whole poll interval at the limit (15/min where the limit was 20)."""
+    now = [100.0]
+    limiter = dedup.RateLimiter(2, clock=lambda: now[0])
+    assert limiter.wait_seconds() == 0
+    limiter.spend()
+    now[0] = 130.0
+    limiter.spend()
+    assert limiter.wait_seconds() == 30.0  # the first event leaves the window at 160
+    now[0] = 160.0
+    assert limiter.wait_seconds() == 0

@@ -34,19 +34,34 @@ def _without_volatile(data):
     return data
 
 
-def dedup_key(alert):
-    """``rule|agent|fingerprint`` of the event, ignoring timestamps, pids, ports and record ids.
+def customer_of(alert):
+    """The alert's IRIS customer id (an int), or None when IRIS did not say."""
+    customer = alert.get("alert_customer_id")
+    return customer if isinstance(customer, int) and not isinstance(customer, bool) else None
 
-    None when the alert has no Wazuh rule id (such alerts are never deduplicated).
+
+def dedup_key(alert):
+    """``customer|rule|agent|fingerprint`` of the event, ignoring timestamps, pids, ports and record ids.
+
+    Scoped to one customer (tenant): agent ids such as ``001`` repeat across Wazuh managers and one
+    scanner makes the same event everywhere, so an analysis is only ever reused within the customer
+    that owns it. None when the alert has no Wazuh rule id or no customer (never deduplicated).
     """
     event = wazuh_event(alert)
     rule_id, agent_id, agent_name, _groups = rule_and_agent(alert)
-    if not rule_id:
+    customer = customer_of(alert)
+    if not rule_id or customer is None:
         return None
     basis = event.get("data") or event.get("full_log") or alert.get("alert_description") or ""
-    canonical = dumps([rule_id, agent_id or agent_name, _without_volatile(basis)], sort_keys=True)
+    canonical = dumps([customer, rule_id, agent_id or agent_name, _without_volatile(basis)], sort_keys=True)
     digest = hashlib.sha256(canonical.encode("utf-8", "replace")).hexdigest()[:32]
-    return f"{rule_id}|{agent_id or agent_name}|{digest}"
+    return f"c{customer}|{rule_id}|{agent_id or agent_name}|{digest}"
+
+
+def key_customer(key):
+    """The customer id a dedup key is scoped to (the ``c<id>|`` prefix), or None."""
+    head = (key or "").partition("|")[0]
+    return int(head[1:]) if head.startswith("c") and head[1:].isdigit() else None
 
 
 class DedupStore:
@@ -82,15 +97,18 @@ class DedupStore:
         if not key or self.window <= 0:
             return None
         entry = self._read().get(key)
-        if isinstance(entry, dict) and now - float(entry.get("time", 0)) <= self.window:
+        # The entry must name the key's customer: an entry of another tenant (or of a version before keys
+        # were scoped, without a customer) is never reused.
+        if (isinstance(entry, dict) and entry.get("customer") == key_customer(key) is not None
+                and now - float(entry.get("time", 0)) <= self.window):
             return entry
         return None
 
     def record(self, key, alert_id, analysis, now):
         """Remember a posted analysis; expired entries are pruned on the way."""
-        if not key or self.window <= 0:
+        if not key or self.window <= 0 or key_customer(key) is None:
             return
-        entry = {"alert_id": alert_id, "time": now, "analysis": analysis}
+        entry = {"alert_id": alert_id, "customer": key_customer(key), "time": now, "analysis": analysis}
         if not self.path:
             self.memory = {k: v for k, v in self.memory.items() if now - v["time"] <= self.window}
             self.memory[key] = entry
@@ -124,3 +142,9 @@ class RateLimiter:
 
     def spend(self):
         self.events.append(self.clock())
+
+    def wait_seconds(self):
+        """Seconds until one more event is allowed (0 when one is now)."""
+        if self.available() > 0:
+            return 0.0
+        return max(0.0, self.events[0] + 60.0 - self.clock())

@@ -13,6 +13,15 @@ from .prompt import short
 from .tags import TAG_PENDING, join_tags
 
 PAGE_SIZE = 50
+# Fields of an alert's state (no content): what the claim protocol and every tag write read. Always a
+# bounded answer, whatever the alert holds (IRIS's /alerts/filter trims each alert to ``fields``).
+# modification_history is IRIS's log of updates (who changed which tags and owner): the worker replays it
+# to make late writes harmless (heal.py).
+STATE_FIELDS = "alert_id,alert_tags,alert_owner_id,alert_customer_id,modification_history"
+POLL_FIELDS = "alert_id,alert_tags,alert_owner_id,alert_customer_id"
+# The whole alert (its content, for the prompt) is read once per attempt and refused past this size: the
+# prompt holds at most AI_WORKER_MAX_PROMPT_CHARS of it, so a larger alert is never fetched again.
+ALERT_MAX_BYTES = 4 * 1024 * 1024
 # IRIS 2.4.20 answers a repeated delete of a comment with this (measured 2026-12-04): already deleted.
 ALREADY_DELETED = "You are not allowed to delete this comment"
 
@@ -33,7 +42,7 @@ def server_time(date_header):
     return None if parsed is None else float(mktime_tz(parsed))
 
 
-def json_request(endpoint, method, path, *, body, timeout, what, headers=None):
+def json_request(endpoint, method, path, *, body, timeout, what, headers=None, max_bytes=http.MAX_RESPONSE_BYTES):
     """(Response, its JSON body or None) of one request; no answer at all is a ServiceError naming ``what``.
 
     A POST always carries a Content-Length (0 without a body).
@@ -44,7 +53,8 @@ def json_request(endpoint, method, path, *, body, timeout, what, headers=None):
         data = dumps(body).encode("utf-8")
         headers["Content-Type"] = "application/json"
     try:
-        response = http.request(endpoint, method, path, headers=headers, body=data, timeout=timeout)
+        response = http.request(endpoint, method, path, headers=headers, body=data, timeout=timeout,
+                                max_bytes=max_bytes)
     except http.TransportError as exc:
         raise ServiceError(f"{what}: {exc.reason}", transport=exc) from None
     try:
@@ -63,11 +73,11 @@ class IrisClient:
         self.wall = wall
         self.clock_sample = None  # (local time sent, local time answered, IRIS's Date) of the last answer
 
-    def _call(self, method, path, body=None, timeout=None):
+    def _call(self, method, path, body=None, timeout=None, max_bytes=http.MAX_RESPONSE_BYTES):
         what = f"IRIS {method} {path.partition('?')[0]}"
         sent = self.wall()
         response, payload = json_request(self.endpoint, method, path, body=body, timeout=timeout or self.timeout,
-                                         what=what, headers=self.headers)
+                                         what=what, headers=self.headers, max_bytes=max_bytes)
         date = server_time(response.headers.get("date"))
         if date is not None:
             self.clock_sample = (sent, self.wall(), date)
@@ -92,11 +102,34 @@ class IrisClient:
 
     def pending_page(self, page):
         query = (f"alert_tags={http.quote(TAG_PENDING)}&page={int(page)}&per_page={PAGE_SIZE}&sort=asc"
-                 f"&fields={http.quote('alert_id,alert_tags,alert_customer_id')}")
+                 f"&fields={http.quote(POLL_FIELDS)}")
         return self._call("GET", f"/alerts/filter?{query}") or {}
 
     def alert(self, alert_id, timeout=None):
-        return self._call("GET", f"/alerts/{int(alert_id)}", timeout=timeout)
+        """The whole alert (content included), at most ALERT_MAX_BYTES; ServiceError otherwise."""
+        return self._call("GET", f"/alerts/{int(alert_id)}", timeout=timeout, max_bytes=ALERT_MAX_BYTES)
+
+    def alert_states(self, alert_ids, timeout=None):
+        """{alert id: {alert_id, alert_tags, alert_owner_id, alert_customer_id}} of the alerts that exist
+        and are visible, read in one bounded request (``/alerts/filter?alert_ids=…&fields=…``)."""
+        ids = sorted({int(alert_id) for alert_id in alert_ids})
+        if not ids:
+            return {}
+        query = (f"alert_ids={','.join(map(str, ids))}&page=1&per_page={len(ids)}"
+                 f"&fields={http.quote(STATE_FIELDS)}")
+        data = self._call("GET", f"/alerts/filter?{query}", timeout=timeout) or {}
+        found = {}
+        for item in data.get("alerts") or []:
+            if isinstance(item, dict) and isinstance(item.get("alert_id"), int):
+                found[item["alert_id"]] = item
+        return found
+
+    def alert_state(self, alert_id, timeout=None):
+        """One alert's state (tags, owner, customer; no content); ServiceError when IRIS does not list it."""
+        state = self.alert_states([alert_id], timeout=timeout).get(int(alert_id))
+        if state is None:
+            raise ServiceError(f"IRIS GET /alerts/filter: alert {int(alert_id)} not found")
+        return state
 
     def set_tags(self, alert, tags, timeout=None):
         """Replace the tag string, repeating the current owner (or -1) so IRIS keeps it as it is."""

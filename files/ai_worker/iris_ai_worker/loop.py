@@ -2,11 +2,13 @@
 import threading
 import time
 
+from socstack_core.jsonio import encodable
 from socstack_core.log import Log, Masker
 
 from .claims import ClaimLost, Claims, LeaseExpired
 from .clock import ClockCheck
 from .dedup import DedupStore, RateLimiter, dedup_key
+from .heal import Suspects
 from .iris import IrisClient, ServiceError
 from .ollama import OllamaClient, OllamaOutage, OllamaUnavailable
 from .prompt import AnalysisError, allowlist_reason, build_prompt, parse_analysis, render_comment
@@ -27,6 +29,25 @@ from .tags import (
 )
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
+# Batches a running worker claims ahead of the one it handles: their settle times pass while the model
+# works, so that a fast model is not held up by the settle time (issue 23, the benchmark).
+LOOKAHEAD = 3
+
+
+def internal_error(exc):
+    """A bug's description for the log: its type and where it was raised, never its message (which may hold
+    alert content)."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    where = f" at {frame.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}" if frame else ""
+    return f"internal error {type(exc).__name__}{where}"
+
+
+def service_error_kind(exc):
+    """ai-error kind of a ServiceError: ``iris-http-500``, ``model-http-400``, ``iris-no-answer`` ..."""
+    side = "model" if str(exc).startswith("Ollama") else "iris"
+    return f"{side}-http-{exc.status}" if exc.status else f"{side}-no-answer"
 
 
 class LevelLog(Log):
@@ -62,7 +83,8 @@ class Background:
 class Worker:
     """Poll, claim, analyse, comment, tag. One instance per process (or per thread in tests)."""
 
-    def __init__(self, config, iris, ollama, dedup, log, *, wall=time.time, monotonic=time.monotonic):
+    def __init__(self, config, iris, ollama, dedup, log, *, wall=time.time, monotonic=time.monotonic,
+                 sleep=time.sleep):
         self.config = config
         self.iris = iris
         self.ollama = ollama
@@ -73,12 +95,17 @@ class Worker:
         self.rate = RateLimiter(config.max_per_minute)
         self.outage = OllamaOutage(config.backoff_min, config.backoff_max, log)
         self.clock = ClockCheck(config.clock_skew / 2, log, wall=wall)
-        self.claims = Claims(config, iris, log, self.clock, monotonic=monotonic)
+        suspects = Suspects(config.state_dir, config.instance, wall=wall)
+        self.claims = Claims(config, iris, log, self.clock, monotonic=monotonic, suspects=suspects, sleep=sleep)
         self.stop_event = threading.Event()
         self.stop_requested_at = None
         self.first_seen = {}  # alert id -> monotonic time this worker first saw it waiting
         self.helping = set()  # other instances whose share this one has been helping (logged once)
         self.deferred = set()  # alerts whose own model call met an outage: tried after the others
+        # run_forever pipelines: the next batch is claimed before the current one is processed, so its
+        # settle time passes while the model works on the current batch (run_cycle alone does not).
+        self.pipelined = False
+        self.carry = []  # batches claimed ahead (at most LOOKAHEAD + 1), waiting out their settle time
 
     @classmethod
     def from_config(cls, config, log=None, **clocks):
@@ -100,45 +127,102 @@ class Worker:
         config = self.config
         self.log.info(f"instance {config.instance} ({config.instance_index + 1} of {config.instances}) polling "
                       f"every {config.poll_seconds:g}s, model {config.ollama_model}")
+        self.pipelined = True
         while not self.stop_event.is_set():
             try:
                 busy = self.run_cycle()
             except ServiceError as exc:
                 self.log.warning(f"cycle failed: {exc}")
                 busy = False
+            except Exception as exc:  # a bug must cost one cycle, never the process
+                self.log.error(f"cycle failed: {internal_error(exc)}; polling again after the poll interval")
+                busy = False
             if not busy:
                 self.stop_event.wait(self._idle_seconds())
+        self._release_carry("stopping")
         self.log.info("stopped")
+
+    def _release_carry(self, why):
+        """Give back the claims of a batch claimed ahead that will not be processed now."""
+        carry, self.carry = [claim for batch in self.carry for claim in batch], []
+        for claim in carry:
+            try:
+                self.claims.release_if_mine(claim, why)
+            except (ServiceError, LeaseExpired, ClaimLost) as exc:
+                self.log.info(f"alert {claim.alert_id}: not released ({type(exc).__name__}); its claim expires")
 
     def _idle_seconds(self):
         """Until the next poll, or during an Ollama outage until the next try."""
         if self.outage.active:
             return max(0.0, self.outage.retry_at - time.monotonic())
+        if self.rate.available() <= 0:  # at the rate limit: only the rest of the window, not a whole poll
+            return min(self.config.poll_seconds, self.rate.wait_seconds())
         return self.config.poll_seconds
 
     def run_cycle(self):
         """One poll-claim-process round; True when it used its whole budget (more work may wait)."""
         if self.outage.active and not self._ollama_back():
+            self._release_carry("Ollama unavailable")
             return False
+        self.claims.sweep()  # writes whose answer never came: undo or heal what they left, if they landed
         budget = min(self.config.max_per_cycle, self.rate.available())
-        if budget <= 0:
+        claims = []
+        if budget > 0 and not self.stop_event.is_set():
+            candidates = self._candidates(2 * budget)
+            self.clock.update(self.iris.clock_sample)  # measured on the poll that just ran
+            if not self.clock.ok:
+                self._release_carry("clock off")
+                return False
+            claims = self._claim_all(candidates, budget)
+        full = budget > 0 and len(claims) >= budget
+        if not self.pipelined:
+            self._process_batch(claims)
+            return full
+        if claims:
+            self.carry.append(claims)
+        if not self.carry:
             return False
-        candidates = self._candidates(2 * budget)
-        self.clock.update(self.iris.clock_sample)  # measured on the poll that just ran
-        if not self.clock.ok:
-            return False
+        oldest = self.carry[0]
+        settled = max(c.acked for c in oldest) + self.config.settle_seconds <= self.claims.monotonic()
+        if full and len(self.carry) <= LOOKAHEAD and not settled and not self.stop_event.is_set():
+            return True  # while the oldest batch settles, claim the next one (next cycle, at once)
+        self._process_batch(self.carry.pop(0))  # the batches behind it settle meanwhile
+        return True
+
+    def _claim_all(self, candidates, budget):
         claims = []
         for alert_id in candidates:
             if len(claims) >= budget or self.stop_event.is_set():
                 break
-            claim = self.claims.claim(alert_id)
+            try:
+                claim = self.claims.claim(alert_id)
+            except Exception as exc:  # one alert's bug never stops the queue
+                self.log.error(f"alert {alert_id}: not claimed: {internal_error(exc)}")
+                self.deferred.add(alert_id)
+                continue
             if claim:
                 self.rate.spend()
                 claims.append(claim)
+        return claims
+
+    def _process_batch(self, claims):
+        if not claims:
+            return
+        first = claims[0] if not self.stop_event.is_set() else None
+        if first is not None:
+            self._start_first_try(first)  # the first alert's model call runs during the settle wait
+        self.claims.confirm_all(claims)
+        self.claims.defer_writes()
+        try:
+            self._handle(claims)
+        finally:
+            self.claims.flush()
+
+    def _handle(self, claims):
         for claim in claims:
             try:
-                if self.stop_event.is_set():
-                    self.claims.release_if_mine(claim, "stopping")
+                if self.stop_event.is_set() and getattr(claim, "first_try", None) is None:
+                    self.claims.release_if_mine(claim, "stopping")  # not started (a running model call is)
                 else:
                     self._process(claim)
             except ServiceError as exc:
@@ -147,7 +231,19 @@ class Worker:
                 self.log.warning(f"alert {claim.alert_id}: lease ran out; not writing, a takeover will finish it")
             except ClaimLost:
                 pass  # logged where it was found
-        return len(claims) >= budget
+            except Exception as exc:  # this alert's failed attempt, never the process's
+                self._failed_internally(claim, exc)
+
+    def _failed_internally(self, claim, exc):
+        """An unexpected exception while handling one claimed alert: that alert's failed attempt."""
+        reason = internal_error(exc)
+        self.deferred.add(claim.alert_id)
+        try:
+            self.claims.fail(claim, reason, kind=f"internal-{type(exc).__name__}")
+        except (ServiceError, LeaseExpired, ClaimLost) as again:
+            self.log.error(f"alert {claim.alert_id}: {reason}; could not count the attempt: {again}")
+        except Exception as again:
+            self.log.error(f"alert {claim.alert_id}: {reason}; could not count the attempt: {internal_error(again)}")
 
     def _ollama_back(self):
         """During an outage: True once the backoff has passed and a one-token probe got an answer."""
@@ -218,32 +314,28 @@ class Worker:
     def _process(self, claim):
         alert, config, claims = claim.alert, self.config, self.claims
         tags = split_tags(alert.get("alert_tags"))
-        needed = config.settle_seconds + config.ollama_timeout + WRITES_AFTER_CLAIM * config.iris_timeout
+        settle_left = max(0.0, claim.acked + config.settle_seconds - claims.monotonic())
+        needed = settle_left + config.ollama_timeout + WRITES_AFTER_CLAIM * config.iris_timeout
         if claims.lease_left(claim) < needed:
             claims.release_if_mine(claim, "too little lease left")  # let someone else finish it safely
             return
-        key = dedup_key(alert)
-        skip_reason = allowlist_reason(alert, config)
+        # The limits come first: an alert that broke every earlier attempt gets no more work done on it.
         over_limit = counter(tags, TAKEOVERS_PREFIX) > config.max_takeovers or (
             counter(tags, ATTEMPTS_PREFIX) >= config.max_attempts
         )
-        earlier = None if skip_reason or over_limit else self.dedup.lookup(key, time.time())
-        prompt = build_prompt(alert, self.redactor, config.max_prompt_chars)
-        job = None
-        if not (skip_reason or over_limit or earlier or claim.takeover or counter(tags, ATTEMPTS_PREFIX)
-                or self.outage.active):
-            job = Background(lambda: self.ollama.generate(prompt))  # first try: run it during the settle wait
+        if over_limit or claim.unservable:
+            self._give_up(claim, over_limit)
+            return
+        alert, key, skip_reason, earlier, prompt = self._prepare(claim)
+        job, claim.first_try = getattr(claim, "first_try", None), None
         current = claims.confirm(claim)
         if current is None:
             return
         round_id = tag_value(split_tags(current.get("alert_tags")), ROUND_PREFIX) or claim.token.nonce
         try:
-            if claims.round_comments(claim.alert_id, round_id):
+            if not claim.new_round and claims.round_comments(claim.alert_id, round_id):
                 self.log.info(f"alert {claim.alert_id}: this round's analysis was posted by an earlier attempt")
                 claims.finish(claim, TAG_REVIEWED)
-            elif over_limit:
-                self.log.warning(f"alert {claim.alert_id}: attempt or takeover limit reached, giving up")
-                claims.finish(claim, TAG_FAILED)
             elif skip_reason:
                 self.log.info(f"alert {claim.alert_id}: not sent to the model, {skip_reason}")
                 claims.finish(claim, TAG_SKIPPED)
@@ -261,8 +353,51 @@ class Worker:
             self.outage.failed(str(exc))
             self.deferred.add(claim.alert_id)
             claims.release(claim, "Ollama unavailable")
-        except (ServiceError, AnalysisError) as exc:
-            claims.fail(claim, str(exc))
+        except AnalysisError as exc:
+            claims.fail(claim, str(exc), kind="bad-answer")
+        except ServiceError as exc:
+            claims.fail(claim, str(exc), kind=service_error_kind(exc))
+
+    def _prepare(self, claim):
+        """(alert made encodable, dedup key, allowlist reason, earlier analysis, prompt), computed once."""
+        if getattr(claim, "prepared", None) is None:
+            alert, notes = encodable(claim.alert)  # lone surrogates and deep nesting: replaced, never raised on
+            if notes:
+                self.log.info(f"alert {claim.alert_id}: " + "; ".join(notes))
+            key = dedup_key(alert)
+            skip_reason = allowlist_reason(alert, self.config)
+            earlier = None if skip_reason else self.dedup.lookup(key, time.time())
+            claim.prepared = (alert, key, skip_reason, earlier,
+                              build_prompt(alert, self.redactor, self.config.max_prompt_chars))
+        return claim.prepared
+
+    def _start_first_try(self, claim):
+        """Start the model call of a batch's first alert before the settle wait (a first attempt only)."""
+        tags = split_tags(claim.alert.get("alert_tags"))
+        config = self.config
+        if (claim.unservable or claim.takeover or counter(tags, ATTEMPTS_PREFIX) or self.outage.active
+                or counter(tags, TAKEOVERS_PREFIX) > config.max_takeovers):
+            return
+        try:
+            _alert, _key, skip_reason, earlier, prompt = self._prepare(claim)
+        except Exception:  # handled (and counted) when the alert itself is processed
+            return
+        if not (skip_reason or earlier):
+            claim.first_try = Background(lambda: self.ollama.generate(prompt))
+
+    def _give_up(self, claim, over_limit):
+        """Limits reached, or IRIS cannot serve the alert: checked before any work on it."""
+        if claim.unservable and not over_limit:
+            if self.claims.confirm(claim) is None:
+                return
+            final = "too large" in claim.unservable
+            self.deferred.add(claim.alert_id)
+            self.claims.fail(claim, claim.unservable, final=final, kind="too-large" if final else "iris-unservable")
+            return
+        if self.claims.confirm(claim) is None:
+            return
+        self.log.warning(f"alert {claim.alert_id}: attempt or takeover limit reached, giving up")
+        self.claims.finish(claim, TAG_FAILED, reason="limit reached")
 
     def _complete_with_model(self, claim, job, round_id, key):
         if not self._wait_for(job, grace=self.config.stop_grace):
@@ -274,7 +409,7 @@ class Worker:
         self.outage.answered()  # even a bad answer shows that Ollama serves the model
         if job.error:
             raise job.error
-        analysis = parse_analysis(job.result)
+        analysis, _notes = encodable(parse_analysis(job.result))  # a lone surrogate in the answer, too
         self.claims.post(claim, render_comment(analysis, round_id, self.config.ollama_model), round_id)
         self.dedup.record(key, claim.alert_id, analysis, time.time())
         self.log.info(f"alert {claim.alert_id}: analysis posted ({analysis['verdict']})")

@@ -16,12 +16,22 @@ class OllamaUnavailable(ServiceError):
     """Ollama cannot answer now (down, timing out, HTTP 5xx, model not pulled): not the alert's fault."""
 
 
+# Answers that say nothing about the alert: rate limited (429), refused credentials of a proxy or gateway in
+# front of Ollama (401, 403, 407), a request timeout (408). They back the whole worker off.
+NOT_THE_MODELS_FAULT = (401, 403, 407, 408, 429)
+
+
 def ollama_error(status, payload):
-    """The error for an unusable generate answer: OllamaUnavailable for HTTP 5xx and a 404 "model … not
-    found" (Ollama cannot serve the model now), a plain ServiceError for anything else (a bad answer)."""
+    """The error for an unusable generate answer. OllamaUnavailable (back off, never count an attempt) for
+    HTTP 5xx, 401/403/407/408/429, a 404 "model … not found" and any answer that is not a JSON object (an
+    HTML page from a proxy); a plain ServiceError (a bad answer, counted) only for another JSON answer."""
     error = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict):
+        return OllamaUnavailable(f"Ollama generate: HTTP {status} with an answer that is not JSON (a proxy?)",
+                                 status=status)
     message = f"Ollama generate: HTTP {status} {short(error or 'unexpected answer', 200)}"
-    if status >= 500 or (status == 404 and MODEL_NOT_FOUND_RE.search(str(error or "")[:500])):
+    if status >= 500 or status in NOT_THE_MODELS_FAULT or (
+            status == 404 and MODEL_NOT_FOUND_RE.search(str(error or "")[:500])):
         return OllamaUnavailable(message, status=status)
     return ServiceError(message, status=status)
 

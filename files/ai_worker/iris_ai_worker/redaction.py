@@ -31,8 +31,9 @@ _SECRET_WORD_RE = re.compile(rf"(?<![A-Za-z0-9])(?:{_SENSITIVE_WORDS})(?![A-Za-z
 
 _TOKEN_PATTERNS = [
     # PEM private keys, with or without their END line (a truncated log still hides the key).
-    re.compile(r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY-----.*?(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY-----|\Z)",
-               re.DOTALL),
+    # PGP's armour says "PRIVATE KEY BLOCK".
+    re.compile(r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----.*?"
+               r"(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\Z)", re.DOTALL),
     re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),  # JSON Web Tokens
     re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),  # AWS access key ids
     re.compile(r"(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36,}|(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9_]{22,}"),  # GitHub
@@ -46,9 +47,22 @@ _AUTH_HEADER_RE = re.compile(
 )
 _BEARER_RE = re.compile(r"\b(bearer)[ \t]+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
 _BASIC_RE = re.compile(r"\b(basic)[ \t]+(?=[A-Za-z0-9+/]{0,1024}[0-9+/=])[A-Za-z0-9+/]{8,}={0,2}", re.IGNORECASE)
+# user:password@ in a URL; the user may be empty (redis://:pw@host) and the password may hold '@' and ':'
+# (the last '@' before the host ends it). Each repeat stops at '/', so no run is scanned from two starts.
 _URL_CREDENTIALS_RE = re.compile(
-    r"(?<![A-Za-z0-9+.-])([a-z][a-z0-9+.-]{0,30}://[^\s/:@'\"]{1,256}:)[^\s@/'\"]{1,256}@", re.IGNORECASE
+    r"(?<![A-Za-z0-9+.-])([a-z][a-z0-9+.-]{0,30}://[^\s/:@'\"]{0,256}:)[^\s/'\"]{1,256}@", re.IGNORECASE
 )
+# Command lines that take a password right after -p: the mysql family (-pSECRET, never "-p SECRET": that
+# prompts) and sshpass (-p SECRET or -pSECRET). The command word starts a bounded segment of its line,
+# searched once for the flag: linear, whatever the text.
+_PASSWORD_COMMAND_RE = re.compile(r"(?<![\w.-])(mysql[\w-]{0,16}|mariadb[\w-]{0,16}|sshpass)(?![\w-])"
+                                  r"[^\n|;&]{0,512}", re.IGNORECASE)
+_QUOTED_OR_WORD = r"(?:'[^'\n]{0,256}'|\"[^\"\n]{0,256}\"|[^\s'\"]+)"
+_MYSQL_P_RE = re.compile(r"((?<!\S)-p)(?=\S)" + _QUOTED_OR_WORD)
+_SSHPASS_P_RE = re.compile(r"((?<!\S)-p[ \t]*)" + _QUOTED_OR_WORD)
+# curl -u user:password, --user, --proxy-user (the user part is kept).
+_USER_PASSWORD_RE = re.compile(r"((?<!\S)(?:-u|-U|--user|--proxy-user)(?:[ \t]{1,8}|=)?['\"]?[^\s:'\"]{1,128}:)"
+                               r"[^\s'\"]{1,256}")
 _XML_ELEMENT_RE = re.compile(r"<([A-Za-z0-9_-]{1,64})>([^<]*)</\1>")
 _CLI_SECRET_RE = re.compile(r"((?<!\S)--?(?:password|passwd|pass|token|api-?key|secret)[ \t]+)(\S+)", re.IGNORECASE)
 # A key candidate: a whole run of key characters (never a piece of one), then an optional quote and ':' or '='.
@@ -59,14 +73,36 @@ _KEY_RE = re.compile(
 _BARE_VALUE_RE = re.compile(r"[^\s,;&\"'}\])<]+")
 _DOUBLE_QUOTED_RE = re.compile(r'(?:[^"\\]|\\.)*"', re.DOTALL)
 _EMAIL_RE = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}")
+# IPv4, or IPv6 as groups of up to 4 hex digits between colons (an IPv4 tail allowed): every repeat starts
+# with its own ':' so a failed start costs at most the candidate's 40-odd characters (issue 23: the looser
+# pattern of old cost 8 µs a character on "a://:" text).
 _IP_CANDIDATE_RE = re.compile(
-    r"(?<![\w:.])(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f:]{0,39}::?[0-9A-Fa-f:.]{1,45})(?![\w:]|\.\w)"
+    r"(?<![\w:.])(?:\d{1,3}(?:\.\d{1,3}){3}"
+    r"|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?::?\d{1,3}(?:\.\d{1,3}){3})?)(?![\w:]|\.\w)"
 )
 
 
+# Words that name a secret when they END a key written without separators: camelCase (userPassword,
+# dbPassword, adminPass, refreshToken) and run-together environment names (PGPASSWORD, MYSQL_PWD).
+_SECRET_LAST_WORDS = frozenset((
+    "password", "passwd", "passphrase", "pass", "pwd", "secret", "token", "credential", "credentials", "cookie",
+    "apikey", "accesskey", "secretkey", "privatekey", "clientsecret", "authtoken",
+))
+_SECRET_SUFFIXES = ("password", "passwd", "passphrase", "secret", "token", "apikey", "api_key", "pwd")
+_CAMEL_WORD_RE = re.compile(r"[A-Z]{2,}(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
 def is_secret_key(key):
-    """Whether a key (of a JSON object, or before ':'/'=' in text) names a secret."""
-    return bool(_SECRET_WORD_RE.search(key[:256]))
+    """Whether a key (of a JSON object, or before ':'/'=' in text) names a secret: one of its
+    '_'/'-'/'.'-separated words (or a pair) is a sensitive word, or its last camelCase word (or the last
+    two) is one, or it ends with a long sensitive word (PGPASSWORD)."""
+    key = key[:256]
+    if _SECRET_WORD_RE.search(key):
+        return True
+    words = [w.lower() for w in _CAMEL_WORD_RE.findall(key[-64:])]
+    if words and (words[-1] in _SECRET_LAST_WORDS or "".join(words[-2:]) in _SECRET_LAST_WORDS):
+        return True
+    return key.lower().rstrip("\"'").endswith(_SECRET_SUFFIXES)
 
 
 def cut(text, max_chars):
@@ -116,6 +152,12 @@ def _redact_key_values(text):
     return "".join(out)
 
 
+def _password_command_redaction(match):
+    segment, command = match.group(0), match.group(1).lower()
+    flag = _SSHPASS_P_RE if command == "sshpass" else _MYSQL_P_RE
+    return flag.sub(lambda m: m.group(1) + REDACTED, segment)
+
+
 def _xml_redaction(match):
     return f"<{match.group(1)}>{REDACTED}</{match.group(1)}>" if is_secret_key(match.group(1)) else match.group(0)
 
@@ -128,6 +170,8 @@ def _email_redaction(match):
 
 def _ip_redaction(match):
     text = match.group(0)
+    if ":" in text and "::" not in text and text.count(":") < 6:  # cannot be IPv6: skip the costly parse
+        return text
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -144,7 +188,9 @@ _STEPS = [*[(needles, pattern, REDACTED) for needles, pattern in zip(_TOKEN_NEED
           (("basic",), _BASIC_RE, lambda m: f"{m.group(1)} {REDACTED}"),
           (("://",), _URL_CREDENTIALS_RE, lambda m: f"{m.group(1)}{REDACTED}@"),
           (("</",), _XML_ELEMENT_RE, _xml_redaction),
-          (("-pass", "-token", "-api", "-secret"), _CLI_SECRET_RE, lambda m: m.group(1) + REDACTED)]
+          (("-pass", "-token", "-api", "-secret"), _CLI_SECRET_RE, lambda m: m.group(1) + REDACTED),
+          (("mysql", "mariadb", "sshpass"), _PASSWORD_COMMAND_RE, _password_command_redaction),
+          (("-u", "--user", "--proxy-user"), _USER_PASSWORD_RE, lambda m: m.group(1) + REDACTED)]
 
 
 class Redactor:
@@ -178,10 +224,15 @@ class Redactor:
     def value(self, data):
         """Redacted deep copy of a JSON-like value; values under secret-looking keys are dropped whole."""
         if isinstance(data, dict):
-            return {
-                key: REDACTED if isinstance(key, str) and is_secret_key(key) else self.value(item)
-                for key, item in data.items()
-            }
+            out = {}
+            for key, item in data.items():
+                # A key can be the secret itself (a token used as a JSON key): keys are redacted as text too,
+                # and keys that redact to the same text stay apart.
+                shown = self.text(key) if isinstance(key, str) else key
+                while shown in out:
+                    shown = f"{shown}#"
+                out[shown] = REDACTED if isinstance(key, str) and is_secret_key(key) else self.value(item)
+            return out
         if isinstance(data, list):
             return [self.value(item) for item in data]
         if isinstance(data, str):

@@ -12,6 +12,8 @@ CLAIM_PREFIX = "ai-claim:"
 ROUND_PREFIX = "ai-round:"
 ATTEMPTS_PREFIX = "ai-attempts:"
 TAKEOVERS_PREFIX = "ai-takeovers:"
+# Why the last attempt failed, as a short kind (``ai-error:bad-answer``, ``ai-error:iris-http-500``, ...).
+ERROR_PREFIX = "ai-error:"
 OUTCOMES = (TAG_PENDING, TAG_REVIEWED, TAG_FAILED, TAG_SKIPPED)
 # The first line of every analysis comment names its round: the round's commit record.
 COMMENT_HEADER_RE = re.compile(r"^\[ai-triage round=([0-9a-f]{1,64})\]")
@@ -92,6 +94,12 @@ def with_tag_value(tags, prefix, value):
     """Tags with every ``prefix…`` tag replaced by ``prefix<value>`` (or removed when value is None)."""
     kept = [tag for tag in tags if not tag.startswith(prefix)]
     return kept if value is None else [*kept, f"{prefix}{value}"]
+
+
+def error_kind(reason):
+    """A short tag-safe kind for a failure reason: its first words, lower-cased, [a-z0-9-] only."""
+    words = re.findall(r"[a-z0-9]+", str(reason).lower())[:6]
+    return "-".join(words)[:48] or "unknown"
 
 
 def comment_round(comment):

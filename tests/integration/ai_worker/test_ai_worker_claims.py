@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from iris_ai_worker import claims as claims_module
 from iris_ai_worker import settings
 from iris_ai_worker import tags as worker_tags
 
@@ -96,8 +97,15 @@ def test_two_workers_that_read_the_same_free_alert_cannot_both_win(stack, late_b
         assert loser == "wa"  # the last claim write wins; A saw B's claim at its read-back
 
 
+def without_healing(monkeypatch):
+    """Negative controls switch off the history replay too (issue 23), which would otherwise undo what the
+    missing protocol step lets through: they show what the lease protocol alone needs."""
+    monkeypatch.setattr(claims_module, "heal", lambda *args, **kwargs: False)
+
+
 def test_negative_control_read_back_without_settle_lets_both_win(stack, monkeypatch):
     """The same interleaving against 'write, read back at once, proceed if still mine' gives two analyses."""
+    without_healing(monkeypatch)
     monkeypatch.setattr(settings.Config, "settle_seconds", property(lambda self: 0.0))
     alert_id = stack.alert()
     a, b = stack.worker("wa"), stack.worker("wb")
@@ -133,17 +141,35 @@ def test_a_claimant_stalled_between_read_and_write_gives_up(stack):
     assert stack.tags(alert_id) == ["wazuh", "ai-reviewed"]
 
 
-def test_negative_control_without_the_freshness_check_a_stalled_claimant_undoes_the_result(stack):
-    """B's claim, written on a stale read after A finished, puts the reviewed alert back in the queue."""
+def stalled_claimant_without_freshness_check(stack):
+    """A and B read the free alert; B stalls past A's settle time and writes its claim anyway (the freshness
+    check switched off): B's claim is written on a read older than A's review. Returns the alert id."""
     alert_id = stack.alert()
     a, b = stack.worker("wa"), stack.worker("wb")
     b.claims.read_still_fresh = lambda read_sent: True
     stack.iris.add_hook(hold_reads_until_both_served(alert_id, {"wa", "wb"}))
     pause_after_first_read(b, 3 * CLAIM_TIMEOUT)
     run_together(a, b)
+    return alert_id
+
+
+def test_negative_control_without_the_freshness_check_a_stalled_claimant_undoes_the_result(stack, monkeypatch):
+    """B's claim, written on a stale read after A finished, puts the reviewed alert back in the queue."""
+    without_healing(monkeypatch)
+    alert_id = stalled_claimant_without_freshness_check(stack)
     assert len(stack.analyses(alert_id)) == 1
     tags = stack.tags(alert_id)
     assert "ai-reviewed" not in tags and "ai-pending" in tags  # the next round will analyse it again
+
+
+def test_a_stale_claim_write_that_lands_after_the_review_is_undone_by_the_history_replay(stack):
+    """Issue 23: the same stale claim (what a write held past its timeout does) no longer undoes the result:
+    B's confirm finds in IRIS's history that its own write put ai-pending back on a reviewed alert,
+    replays the history without it, and stops. One analysis, ai-reviewed, nothing left pending."""
+    alert_id = stalled_claimant_without_freshness_check(stack)
+    assert len(stack.analyses(alert_id)) == 1
+    assert stack.tags(alert_id) == ["wazuh", "ai-reviewed"]
+    assert stack.messages(f"alert {alert_id}: healed after"), stack.log_text()
 
 
 def test_a_claim_acknowledged_beyond_the_bound_is_abandoned_and_reported(stack):
@@ -220,8 +246,8 @@ def test_a_claim_without_enough_lease_left_is_released_not_processed(stack):
     first_id, second_id = stack.alert(), stack.alert()
     worker = stack.worker("wa", AI_WORKER_CLAIM_TIMEOUT=0.2, AI_WORKER_OLLAMA_TIMEOUT=1, AI_WORKER_IRIS_TIMEOUT=0.5,
                           AI_WORKER_CLAIM_TTL=5.2, AI_WORKER_CLOCK_SKEW=0)
-    stack.ollama.latency = 0.6
-    worker.run_cycle()
+    stack.ollama.latency = 0.9  # issue 23: the first alert's final write now waits for the batch, so it takes
+    worker.run_cycle()          # only settle + model before the second's lease check; 0.6 s left enough lease
     assert stack.tags(first_id) == ["wazuh", "ai-reviewed"]
     second = stack.tags(second_id)
     assert "ai-pending" in second and not worker_tags.claim_tags(second)

@@ -132,6 +132,18 @@ def test_burst_control_per_cycle_and_per_minute(stack):
     assert sum("ai-reviewed" in stack.tags(i) for i in ids) == 5
 
 
+def test_at_the_rate_limit_the_worker_waits_the_rest_of_the_window_not_a_poll(stack):
+    """Issue 23: at the limit it slept a whole poll interval (15/min reached where the limit was 20)."""
+    for _unused in range(3):
+        stack.alert()
+    worker = stack.worker(AI_WORKER_MAX_PER_CYCLE=5, AI_WORKER_MAX_PER_MINUTE=2, AI_WORKER_POLL_SECONDS=300)
+    assert worker.run_cycle() is True  # its whole (rate-limited) budget was used
+    assert worker.run_cycle() is False
+    assert 50 < worker._idle_seconds() <= 60  # the first claim leaves the window 60 s after it was made
+    worker.rate.events = type(worker.rate.events)(t - 45 for t in worker.rate.events)  # 45 s later
+    assert 10 < worker._idle_seconds() <= 15
+
+
 def test_bad_answers_are_counted_in_tags_until_ai_failed(stack):
     alert_id = stack.alert()
     stack.ollama.responder = lambda prompt, system, fmt: "Sorry, I cannot help with that."
@@ -140,9 +152,11 @@ def test_bad_answers_are_counted_in_tags_until_ai_failed(stack):
     for _unused in range(4):
         worker.run_cycle()
         seen.append(stack.tags(alert_id))
-    assert seen[0] == ["wazuh", "ai-pending", seen[0][2], "ai-attempts:1"] and seen[0][2].startswith("ai-round:")
+    # Issue 23: the reason of the failed attempt is on the alert too (ai-error:<kind>).
+    assert seen[0] == ["wazuh", "ai-pending", seen[0][2], "ai-attempts:1", "ai-error:bad-answer"]
+    assert seen[0][2].startswith("ai-round:")
     assert "ai-attempts:2" in seen[1] and "ai-pending" in seen[1]
-    assert seen[2] == ["wazuh", "ai-attempts:3", "ai-failed"] == seen[3]
+    assert seen[2] == ["wazuh", "ai-attempts:3", "ai-error:bad-answer", "ai-failed"] == seen[3]
     assert len(stack.ollama.calls) == 3 and stack.comment_texts(alert_id) == []
     assert not worker.outage.active  # a bad answer comes from a working model
 
