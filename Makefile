@@ -148,9 +148,18 @@ core-matrix: venv molecule-venv
 	lab/core-matrix.sh $(CORE_OLDEST) $(PYTHON)
 	CORE_VENV=$(MOLECULE_VENV) lab/core-matrix.sh $(CORE_NEWEST) $(PYTHON_NEWEST)
 
+# --- pytest in parallel (pytest-xdist) -------------------------------------------------------------
+# PYTEST_WORKERS processes (default: one more than the cores, at least 2, at most 4: many tests wait on
+# subprocesses and sockets). --dist loadgroup keeps the tests of one xdist_group on one worker (a role
+# validation table, a module whose tests share one emulator). The report (.cache/pytest.xml) gives the
+# slowest tests to `make test`'s summary.
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); n=$$((n + 1)); echo $$(( n < 2 ? 2 : n > 4 ? 4 : n )))
+PYTEST_XML := $(CURDIR)/.cache/pytest.xml
+
 .PHONY: unit
 unit: venv
-	$(BIN)/pytest -q
+	@mkdir -p .cache
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --junitxml=$(PYTEST_XML)
 
 .PHONY: images
 images:

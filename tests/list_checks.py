@@ -5,6 +5,7 @@
     python tests/list_checks.py --no-location   the checks without their file, scenario or function, sorted:
                                                 a check moved to another scenario or test is then no change
     python tests/list_checks.py --no-pytest     only the molecule verifiers (no pytest collection run)
+    python tests/list_checks.py --root ../main  the checks of another checkout (e.g. before a change)
 
 Kinds of line (fields separated by a tab):
     pytest      <test id>                                       every id of `pytest --collect-only -q`
@@ -28,15 +29,14 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-MOLECULE = ROOT / "molecule"
 ASSERT_MODULES = {"assert", "ansible.builtin.assert", "ansible.legacy.assert"}
 FAIL_MODULES = {"fail", "ansible.builtin.fail", "ansible.legacy.fail"}
 
 
-def pytest_ids():
+def pytest_ids(root):
     """Every test id pytest collects (pytest.ini's testpaths), in collection order."""
     done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
-                          cwd=ROOT, capture_output=True, text=True, check=False)
+                          cwd=root, capture_output=True, text=True, check=False)
     ids = [line for line in done.stdout.splitlines() if "::" in line and not line.startswith(" ")]
     if done.returncode != 0 or not ids:
         sys.exit(f"pytest --collect-only failed (rc {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
@@ -45,13 +45,13 @@ def pytest_ids():
 
 def scenario_of(path):
     """The scenario folder of a molecule file (``_shared`` for the shared helpers)."""
-    return path.relative_to(MOLECULE).parts[0]
+    return path.parts[path.parts.index("molecule") + 1]
 
 
-def python_checks(path):
+def python_checks(path, root):
     """(kind, location, condition) of every test function and `assert` statement of one Python file."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    relative = path.relative_to(ROOT)
+    relative = path.relative_to(root)
     found = []
 
     def visit(node, function):
@@ -90,7 +90,7 @@ def tasks_of(node):
             yield node
 
 
-def yaml_checks(path):
+def yaml_checks(path, root):
     """(kind, location, condition) of every assert condition and fail task of one YAML file."""
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -98,7 +98,7 @@ def yaml_checks(path):
         return []  # a template or an emulator's data file, no playbook
     found = []
     for task in tasks_of(document):
-        location = f"{scenario_of(path)} {path.relative_to(ROOT)}: {fold(task.get('name', '<unnamed>'))}"
+        location = f"{scenario_of(path)} {path.relative_to(root)}: {fold(task.get('name', '<unnamed>'))}"
         for module in ASSERT_MODULES & set(task):
             that = (task[module] or {}).get("that", []) if isinstance(task[module], dict) else []
             for condition in that if isinstance(that, list) else [that]:
@@ -109,13 +109,13 @@ def yaml_checks(path):
     return found
 
 
-def molecule_checks():
+def molecule_checks(root):
     found = []
-    for path in sorted(MOLECULE.rglob("*")):
+    for path in sorted((root / "molecule").rglob("*")):
         if path.suffix == ".py":
-            found += python_checks(path)
+            found += python_checks(path, root)
         elif path.suffix in (".yml", ".yaml") and path.name != "molecule.yml":
-            found += yaml_checks(path)
+            found += yaml_checks(path, root)
     return found
 
 
@@ -124,9 +124,11 @@ def main(argv=None):
     parser.add_argument("--no-location", action="store_true",
                         help="leave out where each check is (scenario, file, function) and sort the lines")
     parser.add_argument("--no-pytest", action="store_true", help="only the molecule verifiers")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to list (default: this one)")
     args = parser.parse_args(argv)
-    rows = [] if args.no_pytest else [("pytest", test_id, "") for test_id in pytest_ids()]
-    rows += molecule_checks()
+    root = args.root.resolve()
+    rows = [] if args.no_pytest else [("pytest", test_id, "") for test_id in pytest_ids(root)]
+    rows += molecule_checks(root)
     if args.no_location:
         # a pytest id is its own identity; a testinfra test is its function's name; an assert is its condition
         def identity(kind, where):
