@@ -10,6 +10,7 @@ SHELL := /bin/bash
 
 VENV ?= .venv
 BIN := $(CURDIR)/$(VENV)/bin
+HOST_PATH := $(PATH)
 export PATH := $(BIN):$(PATH)
 # Ansible finds this working tree as socstack.wazuh_iris through a symlink tree, and the bundled
 # collections (community.docker, …) in the venv's `ansible` package: nothing comes from Galaxy.
@@ -31,7 +32,7 @@ help:
 	@echo "make lab          build the lab images and roll the stack out into containers"
 	@echo "make lab-destroy  remove the lab"
 	@echo "make build        build the collection tarball"
-	@echo "stages: venv molecule-venv ruff lint sanity core-matrix unit molecule images (SCENARIOS='a b' to pick scenarios)"
+	@echo "stages: venv molecule-venv ruff lint sanity core-matrix unit programs molecule images (SCENARIOS='a b' to pick scenarios)"
 	@echo "PYTHON=/path/to/python3.12+ picks the interpreter (default: the newest python3.1x >= 3.12 found)"
 
 # --- interpreters and virtualenvs: uv ------------------------------------------------------------
@@ -52,11 +53,12 @@ export UV_PYTHON_INSTALL_DIR := $(CURDIR)/.cache/python
 export UV_NO_CONFIG := 1
 PYTHON_MIN := 3.12
 # `$(call find_python,MINOR)` prints the first interpreter >= 3.MINOR: PYTHON, python3.1x newest first,
-# python3, pyenv's, uv's own (.cache/python); empty when there is none.
-find_python = for p in $(PYTHON) python3.14 python3.13 python3.12 python3 \
+# python3, pyenv's, uv's own (.cache/python); empty when there is none. Not the virtualenvs' own: it
+# looks on the PATH make was started with.
+find_python = PATH='$(HOST_PATH)'; for p in $(PYTHON) python3.14 python3.13 python3.12 python3 \
 	$$(ls -d $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3 $(UV_PYTHON_INSTALL_DIR)/cpython-3.1[2-9]*/bin/python3 2>/dev/null | sort -rV) \
 	$(if $(filter 11,$(1)),python3.11); do \
-	"$$p" -c 'import sys; sys.exit(sys.version_info < (3, $(1)))' >/dev/null 2>&1 && { command -v "$$p"; break; }; done
+	"$$p" -c 'import sys; sys.exit(sys.version_info < (3, $(1)))' >/dev/null 2>&1 && { command -v "$$p"; break; }; done; true
 # `$(call python_at_least,MINOR)` also lets uv try to download 3.13 before giving up.
 python_at_least = py=$$($(call find_python,$(1))); \
 	if [ -z "$$py" ] && [ "$(1)" -ge 12 ]; then \
@@ -78,6 +80,10 @@ $(UV_VENV)/.stamp: requirements/uv.txt
 
 .PHONY: uv
 uv: $(UV_VENV)/.stamp
+
+.PHONY: which-python
+which-python:  # the interpreter the virtualenvs are made with (none: an empty line)
+	@$(call find_python,12)
 
 # --- the development virtualenv (ruff, ansible-lint, sanity, pytest): ansible-core 2.19 ----------------
 # (re)made when missing, older than a requirements file, or on an interpreter older than the one found.
@@ -172,6 +178,7 @@ test: venv
 	@mkdir -p .cache && : > $(TIMINGS) && rm -f $(PYTEST_XML)
 	@$(CHECK_STAGES)
 	@$(call stage,ansible-core $(CORE_OLDEST) and $(CORE_NEWEST),$(MAKE) --no-print-directory core-matrix)
+	@$(call stage,host programs on Python $(MANAGER_PYTHONS),$(MAKE) --no-print-directory programs)
 	@$(call stage,molecule,$(MAKE) --no-print-directory molecule)
 	@$(TIMINGS_REPORT)
 
@@ -219,6 +226,29 @@ PYTEST_XML := $(CURDIR)/.cache/pytest.xml
 unit: venv
 	@mkdir -p .cache
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --junitxml=$(PYTEST_XML)
+
+# --- the host programs on the managers' other Python ---------------------------------------------
+# The host programs (forwarder, OpenCTI enrichment, AI worker) run on the managers' Python: 3.13 on
+# Debian 13 (.venv's, make unit) and 3.11 on Debian 12. `make programs` runs their tests again, each
+# program started by that interpreter, in .cache/venvs/programs-3.11 (uv, requirements/dev.txt) with
+# the first python3.11 found (PATH, pyenv). make test runs it; with no 3.11 on the machine it says so and
+# skips. MANAGER_PYTHONS="3.11 3.10" adds others.
+MANAGER_PYTHONS ?= 3.11
+PROGRAM_TESTS := tests/integration/test_forwarder_*.py tests/integration/ai_worker tests/integration/opencti \
+	tests/emulators/test_integratord_emulator.py
+
+.PHONY: programs
+programs: uv
+	@for v in $(MANAGER_PYTHONS); do \
+		py=$$(for p in python$$v $$(ls -d $$HOME/.pyenv/versions/$$v.*/bin/python$$v 2>/dev/null | sort -rV); do \
+			command -v "$$p" >/dev/null 2>&1 && { command -v "$$p"; break; }; done; true); \
+		if [ -z "$$py" ]; then echo "==> no python$$v on this machine: the host programs' tests on $$v are skipped"; continue; fi; \
+		venv=$(CURDIR)/.cache/venvs/programs-$$v; echo "==> the host programs' tests on $$py"; \
+		if [ ! -f $$venv/.stamp ] || [ requirements/dev.txt -nt $$venv/.stamp ] || [ requirements/controller.txt -nt $$venv/.stamp ]; then \
+			rm -rf $$venv && $(UV) venv -q --python "$$py" $$venv && \
+			$(UV) pip install -q --python $$venv/bin/python -r requirements/dev.txt && touch $$venv/.stamp; fi; \
+		$$venv/bin/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PROGRAM_TESTS); \
+	done
 
 .PHONY: images
 images:
