@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # A fresh machine runs `make check` with nothing but its distribution's packages: a container from IMAGE
-# (default: the lab's Debian 13 image) gets apt's python3 python3-venv make git, a copy of the committed
-# tree (git archive HEAD), and runs `make venv` then `make check` as root (make prereqs adds shellcheck and
-# openssl with apt). No Docker engine inside (the image-dependent cases skip), no ../shared (its tests skip).
+# (default: the lab's Debian 13 image) gets apt's python3 python3-venv make git and a fresh clone of HEAD,
+# and runs `make venv` then `make check` as root (make prereqs adds shellcheck and openssl with apt). No Docker engine inside (the image-dependent cases skip), no ../shared (its tests skip).
 # Prints the time of each step; the container is removed afterwards. The host's own extra certificate
 # authorities (/usr/local/share/ca-certificates/*.crt, e.g. of a TLS-inspecting proxy in front of PyPI) are
 # given to the container, as that network would give them to any machine on it.
@@ -17,7 +16,10 @@ name=socstack-fresh-$$
 trap 'docker rm -f "$name" >/dev/null 2>&1 || true' EXIT
 
 docker run -d --name "$name" --entrypoint sleep "$image" infinity >/dev/null
-(cd "$root" && git archive --prefix=repo/ HEAD) | docker exec -i "$name" tar -x -C /root
+clone=$(mktemp -d)
+trap 'docker rm -f "$name" >/dev/null 2>&1 || true; rm -rf "$clone"' EXIT
+git clone -q --no-local "$root" "$clone/repo"  # a fresh clone of HEAD, as a new machine would have it
+tar -C "$clone" -c repo | docker exec -i "$name" tar -x -C /root
 for ca in /usr/local/share/ca-certificates/*.crt; do
   [ -f "$ca" ] && docker cp "$ca" "$name:/usr/local/share/ca-certificates/"
 done

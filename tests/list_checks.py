@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Prints every check of the repository, one a line, so that a before/after diff shows a lost check.
 
     python tests/list_checks.py                 every check with where it is
@@ -120,7 +119,7 @@ def molecule_checks(root):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--no-location", action="store_true",
                         help="leave out where each check is (scenario, file, function) and sort the lines")
     parser.add_argument("--no-pytest", action="store_true", help="only the molecule verifiers")

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The end of `make check` and `make test`: the time of each stage and the slowest tests and scenarios.
 
     python tests/timings_report.py --timings .cache/timings.txt --junit .cache/pytest.xml [--top 5]
@@ -69,7 +68,7 @@ def report(timings, junit, top, out=sys.stdout):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--timings", type=Path, default=Path(".cache/timings.txt"))
     parser.add_argument("--junit", type=Path, default=Path(".cache/pytest.xml"))
     parser.add_argument("--top", type=int, default=5)

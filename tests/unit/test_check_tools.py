@@ -23,8 +23,8 @@ def test_report_gives_stages_total_slowest_scenarios_and_tests(tmp_path):
     scenarios = text.split("slowest molecule scenarios\n")[1].split("==>")[0].splitlines()
     assert [line.split()[-1] for line in scenarios] == ["stack", "default"]
     tests = text.split("slowest tests")[1].splitlines()[1:]
-    assert [line.split()[-1] for line in tests] == ["tests.integration.test_b::test_slow[x]",
-                                                     "tests.integration.test_b::test_middle"]
+    assert [line.split()[-1] for line in tests] == [
+        "tests.integration.test_b::test_slow[x]", "tests.integration.test_b::test_middle"]
 
 
 def test_report_says_what_is_missing_instead_of_failing(tmp_path):
