@@ -63,7 +63,7 @@ find_python = PATH='$(HOST_PATH)'; for p in $(PYTHON) python3.14 python3.13 pyth
 python_at_least = py=$$($(call find_python,$(1))); \
 	if [ -z "$$py" ] && [ "$(1)" -ge 12 ]; then \
 		echo "==> no Python >= $(PYTHON_MIN) on this machine: trying uv python install 3.13" >&2; \
-		$(UV) python install -q 3.13 >&2 && py=$$($(call find_python,$(1))); fi
+		$(UV) python install 3.13 >&2 && py=$$($(call find_python,$(1))); fi
 NEED_PYTHON = echo "ERROR: no Python >= $(PYTHON_MIN) found (looked for PYTHON, python3.14 .. python3.12, python3," \
 	"pyenv's ~/.pyenv/versions/3.12+, .cache/python) and uv could not download one. Install one (Debian 13:" \
 	"apt-get install python3; Ubuntu 24.04: apt-get install python3; Debian 12: pyenv install 3.13) or set" \
