@@ -33,15 +33,14 @@ help:
 	@echo "make lab-destroy  remove the lab"
 	@echo "make build        build the collection tarball"
 	@echo "stages: venv molecule-venv ruff lint sanity core-matrix unit programs molecule images (SCENARIOS='a b' to pick scenarios)"
-	@echo "PYTHON=/path/to/python3.12+ picks the interpreter (default: the newest python3.1x >= 3.12 found)"
+	@echo "PYTHON=/path/to/python3.12+ picks the interpreter (default: 3.12 first, see make which-python)"
 
 # --- interpreters and virtualenvs: uv ------------------------------------------------------------
 # A fresh machine needs only its own Python 3 (with its venv module: Debian's python3-venv): it makes
 # .cache/venvs/uv, which holds uv (requirements/uv.txt, from PyPI); uv makes every other virtualenv
 # (in seconds) with ONE interpreter >= 3.12 for everything, which runs ansible-core 2.16, 2.19 and
-# 2.21. That interpreter is PYTHON when given, else the newest python3.1x >= 3.12 on PATH or in pyenv
-# (~/.pyenv/versions), else one uv has installed under .cache/python, else uv tries to download one
-# (`uv python install`). Where that fails too (Debian 12 offline: it ships 3.11 only), .venv falls back
+# 2.21. That interpreter is PYTHON when given, else a 3.12 (PATH, pyenv's ~/.pyenv/versions, uv's
+# .cache/python), else a newer one, else uv tries to download 3.12 (`uv python install`). Where that fails too (Debian 12 offline: it ships 3.11 only), .venv falls back
 # to Python 3.11, which runs ansible-core 2.19 (make check); ansible-core 2.21 (make test's newest
 # core, molecule, make lab) then stops with a message saying what to install.
 # uv's cache and the interpreters it downloads stay under .cache, like everything else.
@@ -52,18 +51,21 @@ export UV_CACHE_DIR := $(CURDIR)/.cache/uv
 export UV_PYTHON_INSTALL_DIR := $(CURDIR)/.cache/python
 export UV_NO_CONFIG := 1
 PYTHON_MIN := 3.12
-# `$(call find_python,MINOR)` prints the first interpreter >= 3.MINOR: PYTHON, python3.1x newest first,
-# python3, pyenv's, uv's own (.cache/python); empty when there is none. Not the virtualenvs' own: it
-# looks on the PATH make was started with.
-find_python = PATH='$(HOST_PATH)'; for p in $(PYTHON) python3.14 python3.13 python3.12 python3 \
-	$$(ls -d $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3 $(UV_PYTHON_INSTALL_DIR)/cpython-3.1[2-9]*/bin/python3 2>/dev/null | sort -rV) \
-	$(if $(filter 11,$(1)),python3.11); do \
-	"$$p" -c 'import sys; sys.exit(sys.version_info < (3, $(1)))' >/dev/null 2>&1 && { command -v "$$p"; break; }; done; true
-# `$(call python_at_least,MINOR)` also lets uv try to download 3.13 before giving up.
-python_at_least = py=$$($(call find_python,$(1))); \
-	if [ -z "$$py" ] && [ "$(1)" -ge 12 ]; then \
-		echo "==> no Python >= $(PYTHON_MIN) on this machine: trying uv python install 3.13" >&2; \
-		$(UV) python install 3.13 >&2 && py=$$($(call find_python,$(1))); fi
+# `$(call find_python,LOW,HIGH)` prints the first interpreter 3.LOW <= version <= 3.HIGH, 3.12 first (it
+# runs ansible-core 2.16, 2.19 and 2.21): PYTHON, python3.12, pyenv's and uv's 3.12 (.cache/python), then
+# python3.13, python3.14, python3, python3.11, python3.10 and pyenv's and uv's others; empty when there is
+# none. Not the virtualenvs' own: it looks on the PATH make was started with.
+find_python = PATH='$(HOST_PATH)'; for p in $(PYTHON) python3.12 \
+	$$(ls -d $$HOME/.pyenv/versions/3.12*/bin/python3 $(UV_PYTHON_INSTALL_DIR)/cpython-3.12*/bin/python3 2>/dev/null | sort -rV) \
+	python3.13 python3.14 python3 python3.11 python3.10 \
+	$$(ls -d $$HOME/.pyenv/versions/3.1*/bin/python3 $(UV_PYTHON_INSTALL_DIR)/cpython-3.1*/bin/python3 2>/dev/null | sort -rV); do \
+	"$$p" -c 'import sys; sys.exit(not (3, $(1)) <= sys.version_info[:2] <= (3, $(2)))' >/dev/null 2>&1 \
+	&& { command -v "$$p"; break; }; done; true
+# `$(call python_at_least,VERSION,LOW,HIGH)`: py=find_python LOW HIGH, else after `uv python install VERSION`.
+python_at_least = py=$$($(call find_python,$(2),$(3))); \
+	if [ -z "$$py" ]; then \
+		echo "==> no Python 3.$(2) to 3.$(3) on this machine: trying uv python install $(1)" >&2; \
+		$(UV) python install $(1) >&2 && py=$$($(call find_python,$(2),$(3))); fi
 NEED_PYTHON = echo "ERROR: no Python >= $(PYTHON_MIN) found (looked for PYTHON, python3.14 .. python3.12, python3," \
 	"pyenv's ~/.pyenv/versions/3.12+, .cache/python) and uv could not download one. Install one (Debian 13:" \
 	"apt-get install python3; Ubuntu 24.04: apt-get install python3; Debian 12: pyenv install 3.13) or set" \
@@ -83,13 +85,13 @@ uv: $(UV_VENV)/.stamp
 
 .PHONY: which-python
 which-python:  # the interpreter the virtualenvs are made with (none: an empty line)
-	@$(call find_python,12)
+	@$(call find_python,12,99)
 
 # --- the development virtualenv (ruff, ansible-lint, sanity, pytest): ansible-core 2.19 ----------------
 # (re)made when missing, older than a requirements file, or on an interpreter older than the one found.
 $(VENV)/.stamp: requirements/controller.txt requirements/dev.txt $(UV_VENV)/.stamp
-	@$(call python_at_least,12); \
-	if [ -z "$$py" ]; then py=$$($(call find_python,11)); \
+	@$(call python_at_least,3.12,12,99); \
+	if [ -z "$$py" ]; then py=$$($(call find_python,11,11)); \
 		[ -n "$$py" ] || { $(NEED_PYTHON); }; \
 		echo "==> WARNING: no Python >= $(PYTHON_MIN): $(VENV) uses $$py (Python 3.11 runs make check;" \
 			"make test and make lab need 3.12 or later for ansible-core $(CORE_NEWEST))"; fi; \
@@ -121,7 +123,7 @@ MOLECULE_ENV = PATH=$(MBIN):$$PATH VIRTUAL_ENV=$(MOLECULE_VENV) ANSIBLE_COLLECTI
 
 $(MOLECULE_VENV)/.stamp: requirements/molecule.txt $(UV_VENV)/.stamp
 	@# made with the interpreter of .venv (>= 3.12); rebuilt when its own is gone or another version
-	@$(call python_at_least,12); [ -n "$$py" ] || { $(NEED_PYTHON); }; \
+	@$(call python_at_least,3.12,12,99); [ -n "$$py" ] || { $(NEED_PYTHON); }; \
 	want=$$("$$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
 	have=$$($(MBIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true); \
 	if [ "$$have" != "$$want" ]; then echo "==> $(MOLECULE_VENV) on $$py (Python $$want)"; \
@@ -205,13 +207,16 @@ sanity: venv
 # --- every ansible-core the collection claims (meta/runtime.yml): the oldest and the newest --------
 # Sanity, the module tests and ansible-doc with each (lab/core-matrix.sh): the oldest in a virtualenv
 # of its own (made by uv), the newest in the molecule virtualenv (requirements/molecule.txt pins it).
-# Both on the interpreter of the molecule virtualenv (>= 3.12 runs 2.16 as well as 2.21).
+# 2.16 runs on Python 3.10 to 3.12: the first of those found (3.12 first: then it is the one Python of
+# the virtualenvs), else one uv downloads; 2.21 on the molecule virtualenv's.
 CORE_OLDEST := 2.16
 CORE_NEWEST := 2.21
 
 .PHONY: core-matrix
 core-matrix: venv molecule-venv
-	UV=$(UV) lab/core-matrix.sh $(CORE_OLDEST) $(MBIN)/python
+	@$(call python_at_least,3.12,10,12); [ -n "$$py" ] || { echo "ERROR: ansible-core $(CORE_OLDEST) needs Python" \
+		"3.10 to 3.12 and none was found (Debian 13 ships 3.13 only: pyenv install 3.12, or PYTHON=/path/to/python3.12)"; exit 1; }; \
+	echo "UV=$(UV) lab/core-matrix.sh $(CORE_OLDEST) $$py"; UV=$(UV) lab/core-matrix.sh $(CORE_OLDEST) "$$py"
 	CORE_VENV=$(MOLECULE_VENV) lab/core-matrix.sh $(CORE_NEWEST) $(MBIN)/python
 
 # --- pytest in parallel (pytest-xdist) -------------------------------------------------------------
