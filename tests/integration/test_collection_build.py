@@ -10,6 +10,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PLAYBOOKS = sorted(p.stem for p in (ROOT / "playbooks").glob("*.yml"))
+# one build and install for the whole module, also under pytest-xdist (one worker runs the module)
+pytestmark = pytest.mark.xdist_group("collection_build")
 
 
 def run(cmd, **kw):

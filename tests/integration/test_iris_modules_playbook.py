@@ -19,7 +19,9 @@ import pytest
 from tests.conftest import IRIS_ADMIN_KEY
 from tests.emulators.iris import IrisEmulator
 
-pytestmark = pytest.mark.integration
+# The tests share one emulator and build on each other (first run, second run, absent): one xdist worker runs them
+# all, in this order.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("iris_modules_playbook")]
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = ROOT / "tests" / "integration" / "targets" / "iris_modules"

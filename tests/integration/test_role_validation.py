@@ -1,8 +1,10 @@
 """Every validation rule of every role: values it must accept and values it must refuse, with the message.
 
 One table per role (``TABLES``): each case starts from the role's ``base`` variables (valid together) and
-changes what it tests. All cases of all roles run in ONE ansible-playbook run (tests/support/role_validation.py):
-one inventory host per case, one play per role that includes only the role's validation tasks. An accepted
+changes what it tests. All cases of one role table run in one ansible-playbook run per mode (check mode or not,
+tests/support/role_validation.py): one inventory host per case, one play that includes only the role's validation
+tasks. Each table runs once, when its first test needs it; under pytest-xdist (``make unit``) the tests of a table
+form one xdist group, so the tables run side by side on different workers and none runs twice. An accepted
 case must finish without failure; a refused case must fail with the expected fragment in the name or the
 message of a failed task (tasks with no_log show only their name). To cover a new rule, add rows.
 """
@@ -399,15 +401,27 @@ def registry(tls_files):
     server.server_close()
 
 
-def unused_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+class Validation:
+    """The runs of one test process: each role table runs once, when the first of its tests needs it (under
+    pytest-xdist all tests of a table go to one worker, the tables to different workers: see ``test_rule``)."""
+
+    def __init__(self, tmp, collections_path, context, skip_images):
+        self.tmp, self.collections_path, self.context, self.skip_images = tmp, collections_path, context, skip_images
+        self.results, self.seconds = {}, {}
+
+    def of(self, table):
+        """({host: Outcome} of the table's run, seconds it took)."""
+        key = table_id(table)
+        if key not in self.results:
+            started = time.monotonic()
+            self.results[key] = run([table], self.context, self.tmp, self.collections_path, EXTRA_HOSTS)
+            self.seconds[key] = time.monotonic() - started
+        return self.results[key], self.seconds[key]
 
 
 @pytest.fixture(scope="module")
 def validation(tmp_path_factory, collection_root, registry):
-    """Runs every case once; returns ({host: Outcome}, why the image cases are skipped or '', seconds, context)."""
+    """A Validation with the files, ports and registry the cases name ({tmp}, {busy_port}, …)."""
     tmp = tmp_path_factory.mktemp("validation")
     (tmp / "ossec" / "etc").mkdir(parents=True)
     (tmp / "ossec" / "etc" / "ossec.conf").write_text("<ossec_config/>\n")
@@ -415,34 +429,42 @@ def validation(tmp_path_factory, collection_root, registry):
     (tmp / "tmp").mkdir()
     for name in ("cert.pem", "key.pem", "ca.pem"):
         (tmp / name).write_text("not read by the validation\n")
-    tables, skip_images = list(TABLES), "no Docker engine answers on this machine (docker info)"
-    image = ""
+    skip_images, image = "no Docker engine answers on this machine (docker info)", ""
     if engine_answers():
         image = local_image()
         skip_images = "" if image else "the Docker engine has no tagged image"
-        if image:
-            tables.append(IRIS_IMAGES)
-    with socket.socket() as listener:
+    # {free_port} and {closed_port}: bound and never listening, so nothing answers there (the role's port check
+    # connects) and no other test process (pytest-xdist workers, emulators) can take them while the module runs
+    with socket.socket() as listener, socket.socket() as closed, socket.socket() as free:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
+        closed.bind(("127.0.0.1", 0))
+        free.bind(("127.0.0.1", 0))
         context = {
             "tmp": str(tmp), "python": sys.executable, "user": getpass.getuser(),
-            "group": grp.getgrgid(os.getgid()).gr_name, "free_port": unused_port(),
-            "busy_port": listener.getsockname()[1], "closed_port": unused_port(), "registry": registry,
+            "group": grp.getgrgid(os.getgid()).gr_name, "free_port": free.getsockname()[1],
+            "busy_port": listener.getsockname()[1], "closed_port": closed.getsockname()[1], "registry": registry,
             "local_image": image,
         }
-        started = time.monotonic()
-        results = run(tables, context, tmp, f"{collection_root}:{sysconfig.get_paths()['purelib']}", EXTRA_HOSTS)
-        seconds = time.monotonic() - started
-    return results, skip_images, seconds, context
+        yield Validation(tmp, f"{collection_root}:{sysconfig.get_paths()['purelib']}", context, skip_images)
 
 
-@pytest.mark.parametrize(("table", "case"), ALL_CASES,
-                         ids=[f"{table.role}:{table.tasks_from}:{case.name}" for table, case in ALL_CASES])
+def table_id(table):
+    return f"{table.role}:{table.tasks_from}"
+
+
+def by_table(table, *values, name=None):
+    """A pytest.param of one table's test: in the xdist group of that table, so the table runs on one worker."""
+    return pytest.param(table, *values, id=name or table_id(table), marks=pytest.mark.xdist_group(table_id(table)))
+
+
+@pytest.mark.parametrize(("table", "case"), [by_table(table, case, name=f"{table_id(table)}:{case.name}")
+                                             for table, case in ALL_CASES])
 def test_rule(validation, table, case):
-    results, skip_images, _seconds, context = validation
-    if table is IRIS_IMAGES and skip_images:
-        pytest.skip(f"the image check needs a Docker engine with an image: {skip_images}")
+    if table is IRIS_IMAGES and validation.skip_images:
+        pytest.skip(f"the image check needs a Docker engine with an image: {validation.skip_images}")
+    results, _seconds = validation.of(table)
+    context = validation.context
     outcome = results.get(host_name(table, case))
     assert outcome is not None, "the case is missing from the runs"
     assert outcome.ran, outcome.describe()
@@ -463,12 +485,21 @@ def test_every_role_with_validation_has_a_table():
     assert roles <= {table.role for table in TABLES}
 
 
-def test_the_runs_report_exactly_the_cases(validation):
-    """Every case ran as a host of its own, and nothing else did (the IRIS host of EXTRA_HOSTS is no case)."""
-    results, skip_images, seconds, _context = validation
-    expected = [host_name(table, case) for table, case in ALL_CASES if not (table is IRIS_IMAGES and skip_images)]
-    print(f"{len(expected)} cases validated in {seconds:.1f} s")
-    assert len(set(expected)) == len(expected)
+def test_the_host_names_are_unique():
+    """Every case has a host name of its own, in all tables together."""
+    names = [host_name(table, case) for table, case in ALL_CASES]
+    assert len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize("table", [by_table(table) for table in (*TABLES, IRIS_IMAGES)])
+def test_the_runs_report_exactly_the_cases(validation, table):
+    """Every case of the table ran as a host of its own, and nothing else did (the IRIS host of EXTRA_HOSTS is
+    no case)."""
+    if table is IRIS_IMAGES and validation.skip_images:
+        pytest.skip(f"the image check needs a Docker engine with an image: {validation.skip_images}")
+    results, seconds = validation.of(table)
+    expected = [host_name(table, case) for case in table.cases]
+    print(f"{len(expected)} cases of {table_id(table)} validated in {seconds:.1f} s")
     assert set(results) == set(expected)
 
 

@@ -27,6 +27,10 @@ OBSERVABLE_SETS = {
 }
 
 
+# each schema is parsed once (seconds each), also under pytest-xdist: one worker runs the module
+pytestmark = pytest.mark.xdist_group("opencti_queries")
+
+
 @pytest.fixture(scope="module", params=SCHEMA_VERSIONS)
 def schema(request, shared_reference):
     path = shared_reference / "opencti-schema" / f"opencti-{request.param}.full.graphql"

@@ -41,10 +41,19 @@ C2_IP = "45.155.205.233"  # public address of the emulator's sample intel; only 
 
 
 @functools.cache
-def _ansible_plugins():
+def _ansible_plugins(collections_path):
     from ansible.plugins.loader import init_plugin_loader
 
-    init_plugin_loader()
+    init_plugin_loader([collections_path])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def ansible_plugins(collection_root):
+    """Ansible's plugin loader, once per process. Its collection finder then answers every later import of
+    ansible_collections.* in this process (whatever sys.path says), so it must know this working tree as
+    socstack.wazuh_iris (tests/conftest.py's collection_root) also when ANSIBLE_COLLECTIONS_PATH does not:
+    else the tests importing the collection's module_utils after these fail, depending on the order."""
+    _ansible_plugins(str(collection_root))
 
 
 def templar(role=ROLE, **overrides):
@@ -52,7 +61,6 @@ def templar(role=ROLE, **overrides):
     from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar
 
-    _ansible_plugins()
     loader = DataLoader()
     variables = {
         # the dependency wazuh_common gives the manager's defaults and the fact wazuh_common_result
