@@ -228,7 +228,7 @@ host() {
     say "wazuh $version is installed in $prefix"
     return
   fi
-  rm -rf "$cache/$version"
+  rm -rf "${cache:?}/$version"
   install_tree "$cache/src/wazuh-$version" "$prefix"
   echo "$want" >"$stamp"
 }

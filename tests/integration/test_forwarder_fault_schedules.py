@@ -159,7 +159,7 @@ class ForwarderSchedule(RuleBasedStateMachine):
     def iris_answers(self, mode):
         self.iris.mode = mode
         if mode == "fail_one":
-            self.iris.poison = {ref for ref in list(self.tenant_of)[-2:]}  # the last alerts are the poison
+            self.iris.poison = set(list(self.tenant_of)[-2:])  # the last alerts are the poison
 
     @rule()
     def iris_down(self):

@@ -187,9 +187,9 @@ def test_emulator_answers_like_the_real_iris(real_iris, iris_emulator):
     tag = secrets.token_hex(3)
     real = run_script(real_iris.url, tag)
     emulated = run_script(iris_emulator.url, tag)
-    assert [name for name, _ in real] == [name for name, _ in emulated]
+    assert [step[0] for step in real] == [step[0] for step in emulated]
     differences = []
-    for (name, want), (_, got) in zip(real, emulated):
+    for (name, want), (_emulated_name, got) in zip(real, emulated):
         for key in sorted(set(want) | set(got)):
             if want.get(key, MISSING) != got.get(key, MISSING):
                 real_value, emulated_value = want.get(key, "absent"), got.get(key, "absent")

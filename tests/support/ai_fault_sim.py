@@ -96,7 +96,7 @@ class SimNetwork:
 class SimIris(IrisClient):
     """IrisClient whose requests go through the SimNetwork (everything above the transport is the real one)."""
 
-    def __init__(self, network, login, key):  # pylint: disable=super-init-not-called (no HTTP endpoint here)
+    def __init__(self, network, login, key):  # pylint: disable=super-init-not-called
         self.network = network
         self.login = login
         self.key = key

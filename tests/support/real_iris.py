@@ -30,7 +30,7 @@ class Unavailable(Exception):
 
 
 def _docker(*args, check=True, timeout=120):
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
     if check and result.returncode != 0:
         raise RuntimeError(f"docker {' '.join(args[:2])} failed: {result.stderr.strip()[-500:]}")
     return result

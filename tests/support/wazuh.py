@@ -79,7 +79,7 @@ class Manager:
     def test_config(self, daemon="wazuh-analysisd"):
         """`<daemon> -t` as the roles run it: (exit code, stdout + stderr)."""
         result = subprocess.run([str(self.home / "bin" / daemon), "-t"], cwd=self.home, capture_output=True,
-                                text=True, timeout=120)
+                                check=False, text=True, timeout=120)
         return result.returncode, result.stdout + result.stderr
 
     # --- daemons ---------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ class Manager:
         self.processes[daemon] = (subprocess.Popen([str(self.home / "bin" / daemon), "-f"], cwd=self.home,
                                                    stdout=log, stderr=subprocess.STDOUT), log)
         if ready:
-            self.wait_for(lambda: (self.home / ready).exists(), f"{daemon} to create {ready}", START_TIMEOUT)
+            self.wait_for((self.home / ready).exists, f"{daemon} to create {ready}", START_TIMEOUT)
         return self
 
     def wait_for(self, predicate, what, timeout):

@@ -99,7 +99,8 @@ class DedupStore:
         entry = self._read().get(key)
         # The entry must name the key's customer: an entry of another tenant (or of a version before keys
         # were scoped, without a customer) is never reused.
-        if (isinstance(entry, dict) and entry.get("customer") == key_customer(key) is not None
+        customer = key_customer(key)
+        if (isinstance(entry, dict) and customer is not None and entry.get("customer") == customer
                 and now - float(entry.get("time", 0)) <= self.window):
             return entry
         return None

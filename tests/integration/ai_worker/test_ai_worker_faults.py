@@ -42,8 +42,8 @@ skews = st.lists(st.floats(-SKEW / 2, SKEW / 2, allow_nan=False), min_size=WORKE
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(schedule=st.lists(steps, max_size=24).map(lambda nested: [step for pair in nested for step in pair]),
        skew=skews)
-def test_generated_fault_schedules_converge_to_one_analysis_and_keep_analyst_changes(tmp_path_factory, schedule,
-                                                                                      skew):
+def test_generated_fault_schedules_converge_to_one_analysis_and_keep_analyst_changes(
+        tmp_path_factory, schedule, skew):
     sim = Simulation(tmp_path_factory.mktemp("sim"), workers=WORKERS, alerts=3, skews=skew)
     sim.run(schedule)
     assert sim.problems() == [], (schedule, sim.log.lines[-30:])

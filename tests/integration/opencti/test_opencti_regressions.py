@@ -36,7 +36,7 @@ RESULT = {"indicators": [], "observables": []}
 
 def test_concurrent_runs_keep_each_others_cache_entries(tmp_path):
     """Was: each run wrote the entries it had read plus its own: of 20 concurrent runs, 1 entry was kept."""
-    runs = [cache_in(tmp_path) for _ in range(20)]  # all read the (empty) file before any writes
+    runs = [cache_in(tmp_path) for _number in range(20)]  # all read the (empty) file before any writes
     for number, run in enumerate(runs):
         run.put(Observable("ipv4", f"45.155.205.{number}"), RESULT)
     for run in runs:
@@ -56,8 +56,8 @@ def test_an_entry_stored_in_the_future_is_not_trusted(tmp_path):
     assert cache.get(Observable("ipv4", IP_B)) == RESULT
 
 
-def test_the_token_comes_from_the_token_file_not_the_command_line(opencti_run, opencti_emulator, opencti_token,
-                                                                   tmp_path):
+def test_the_token_comes_from_the_token_file_not_the_command_line(
+        opencti_run, opencti_emulator, opencti_token, tmp_path):
     """Was: the token could only come from <api_key>, i.e. integratord's argv, readable in /proc/<pid>/cmdline."""
     opencti_emulator.load_sample_data()
     token_file = tmp_path / "opencti.token"

@@ -133,8 +133,8 @@ def suricata_eve_line(sample):
 
 @pytest.mark.parametrize(("sample", "rule_id"), [("suricata_alert_86601.json", "86601"),
                                                  ("audit_command_80792.json", "80792")])
-def test_the_main_stock_rules_of_ids_and_audit_command_are_level_3(running_manager, shared_reference, sample,
-                                                                     rule_id):
+def test_the_main_stock_rules_of_ids_and_audit_command_are_level_3(
+        running_manager, shared_reference, sample, rule_id):
     """Their level in the real ruleset is why wazuh_opencti sends them in a second block at level 3
     (docs/opencti.md, wazuh_opencti_main_rules): at the default level 5 integratord would skip them."""
     alert = json.loads((shared_reference / "sample-alerts" / sample).read_text())
