@@ -58,8 +58,9 @@ class QueueRecorder:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
 
-    def messages(self, wait=0.0):
-        """(location, payload) of every datagram received so far; waits up to `wait` s for the first."""
+    def datagrams(self, wait=0.0):
+        """(location, payload text as sent) of every datagram received so far; waits up to `wait` s for the
+        first."""
         found = []
         self.sock.settimeout(wait or None)
         if not wait:
@@ -72,7 +73,11 @@ class QueueRecorder:
             self.sock.setblocking(False)
             assert text.startswith("1:"), text[:80]
             cut = text.index(':{"integration"')
-            found.append((text[2:cut], json.loads(text[cut + 1:])))
+            found.append((text[2:cut], text[cut + 1:]))
+
+    def messages(self, wait=0.0):
+        """(location, payload) of every datagram received so far; waits up to `wait` s for the first."""
+        return [(location, json.loads(payload)) for location, payload in self.datagrams(wait)]
 
     def events(self):
         """The opencti objects of the messages received so far."""

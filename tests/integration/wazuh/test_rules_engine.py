@@ -42,24 +42,10 @@ def program_messages(agent):
         emulator.fault = "http_500"  # an address not looked up yet (not cached): the failure is an event
         failing = make_alert(["audit_command"], {"audit": {"execve": {"a0": "ping", "a1": IP_C}}}, agent=agent)
         assert run.run(failing) == 0, run.log()
-        raw = list(_raw(queue))
+        return queue.datagrams()
     finally:
         queue.close()
         emulator.stop()
-    messages = []
-    for text in raw:
-        cut = text.index(':{"integration"')
-        messages.append((text[2:cut], text[cut + 1:]))
-    return messages
-
-
-def _raw(queue):
-    queue.sock.setblocking(False)
-    while True:
-        try:
-            yield queue.sock.recv(70000).decode("utf-8")
-        except BlockingIOError:
-            return
 
 
 def with_type(payload, event_type):
