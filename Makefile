@@ -277,7 +277,8 @@ images: wazuh
 	else echo "images: no $${IRIS_SOURCES:-../shared/iris}: the IRIS images are not built (scenarios iris, stack, readme need them)"; fi
 
 # --- real Wazuh manager cores, built from ../shared/wazuh (lab/wazuh-manager/build.sh) ---------------
-# The newest runs in the lab image the scenarios use; both are installed under .cache/wazuh/<version>
+# The newest runs in the lab image the scenarios use; both are installed under <cache>/<version> (as root
+# /var/cache/socstack-lab/wazuh, shared by the machine's clones; else .cache/wazuh; WAZUH_CACHE sets it)
 # for the pytest checks that talk to a real analysisd (-t, logtest) and integratord (argv).
 WAZUH_NEWEST := 4.14.7
 WAZUH_OLDEST := 4.8.2

@@ -16,13 +16,16 @@
 #
 # Everything is cached by a recipe hash (tarball sha256 + this script + the Dockerfile): a second
 # run with the same recipe does nothing. Environment: WAZUH_SRC_DIR (default ../shared/wazuh next to
-# the repository), WAZUH_CACHE (default .cache/wazuh).
+# the repository), WAZUH_CACHE (default: as root /var/cache/socstack-lab/wazuh, shared by every clone on
+# the machine like the lab images in Docker's storage - the recipe hash and the lock make that safe -
+# else .cache/wazuh of the repository).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 src_dir=${WAZUH_SRC_DIR:-$repo/../shared/wazuh}
-cache=${WAZUH_CACHE:-$repo/.cache/wazuh}
+if [ "$(id -u)" -eq 0 ]; then default_cache=/var/cache/socstack-lab/wazuh; else default_cache=$repo/.cache/wazuh; fi
+cache=${WAZUH_CACHE:-$default_cache}
 # Debian packages of the build (../shared/wazuh/README.md section 2) and of the run.
 build_pkgs=(build-essential libssl-dev libcjson-dev libcurl4-openssl-dev libyaml-dev libsqlite3-dev zlib1g-dev
   libpcre2-dev libmsgpack-dev libbz2-dev libjemalloc-dev)

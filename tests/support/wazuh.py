@@ -1,5 +1,6 @@
 """A real Wazuh manager core for the tests: analysisd (with logtest) and integratord, built from Wazuh's
-sources by lab/wazuh-manager/build.sh into .cache/wazuh/<version>/var/ossec (`make wazuh`).
+sources by lab/wazuh-manager/build.sh into <cache>/<version>/var/ossec (`make wazuh`; the cache is
+/var/cache/socstack-lab/wazuh as root, else .cache/wazuh, or WAZUH_CACHE).
 
 Each Manager is a private copy of that installation under a temporary directory (the daemons find
 their home from their own path, so a copy is a separate manager), with the collection's rule files
@@ -20,7 +21,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CACHE = REPO / ".cache" / "wazuh"
+# lab/wazuh-manager/build.sh's cache: WAZUH_CACHE, else as root the machine's (shared by its clones), else the repo's
+_DEFAULT_CACHE = "/var/cache/socstack-lab/wazuh" if os.geteuid() == 0 else REPO / ".cache" / "wazuh"
+CACHE = Path(os.environ.get("WAZUH_CACHE") or _DEFAULT_CACHE)
 NEWEST, OLDEST = "4.14.7", "4.8.2"  # Makefile WAZUH_NEWEST / WAZUH_OLDEST
 VERSIONS = (NEWEST, OLDEST)
 # analysisd opens its logtest socket only after its wait for wazuh-db, which this core lacks

@@ -14,14 +14,14 @@ TRIAGE_WAIT_SECONDS = 120
 # Runs inside the container: GET one IRIS API path with the test CA, print the JSON `data`.
 IRIS_GET = """
 import json, ssl, sys, urllib.request
-ctx = ssl.create_default_context(cafile="/opt/socstack-emulators/ca.pem")
+ctx = ssl.create_default_context(cafile="/opt/socstack-test/ca.pem")
 req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.stdin.read().strip()})
 print(json.dumps(json.load(urllib.request.urlopen(req, context=ctx, timeout=10))["data"]))
 """
 
 
 def iris_get(host, path):
-    """Data of a GET on the emulated IRIS, asked from inside the container (key on stdin, not argv)."""
+    """Data of a GET on IRIS, asked from inside the container (key on stdin, not argv)."""
     variables = host.ansible.get_variables()
     url = f"https://127.0.0.1:{variables['molecule_iris_port']}{path}"
     script = IRIS_GET.replace("'", "'\"'\"'")

@@ -45,7 +45,7 @@ def settings(host):
 def iris(host, settings):
     """GET on IRIS from its own host, as the admin: iris(path) -> data."""
     base = f"https://127.0.0.1:{settings['molecule_iris_port']}"
-    ca_file = f"{settings['molecule_emulator_dir']}/ca.pem"
+    ca_file = f"{settings['molecule_iris_dir']}/ca.pem"
     key = settings["molecule_iris_admin_key"]
 
     def get(path):

@@ -1,12 +1,15 @@
 """Checks of the wazuh_iris role on a real Wazuh manager (lab image, stock ruleset): files, owners and
 modes, the ossec.conf block, the replay units, and alerts that go through the real integratord and the
-forwarder to the IRIS emulator - sshd log lines that analysisd turns into the stock brute-force alert,
+forwarder to a real DFIR-IRIS 2.4.20 (molecule/_shared/iris-real.yml) - sshd log lines that analysisd
+turns into the stock brute-force alert,
 alerts appended to alerts.json, and an IRIS outage of 50 alerts that the replay delivers once each.
 Every alert carries the level its stock rule has.
 """
 
 import json
 import re
+import shutil
+import subprocess
 import sys
 import time
 import uuid
@@ -42,15 +45,15 @@ def settings(host):
 
 
 def iris_get(host, settings, path):
-    """`data` of a GET on the emulated IRIS, asked from inside the container."""
+    """`data` of a GET on IRIS, asked from inside the container."""
     return lab_checks.iris_get(host, f"https://127.0.0.1:{settings['molecule_iris_port']}{path}",
-                               f"{settings['molecule_emulator_dir']}/ca.pem", settings["molecule_iris_admin_key"])
+                               f"{settings['molecule_iris_dir']}/ca.pem", settings["molecule_iris_admin_key"])
 
 
 def iris_alerts(host, settings, ref_part):
     """Every IRIS alert whose alert_source_ref contains ref_part (all pages)."""
     return lab_checks.iris_alerts(host, f"https://127.0.0.1:{settings['molecule_iris_port']}",
-                                  f"{settings['molecule_emulator_dir']}/ca.pem", settings["molecule_iris_admin_key"],
+                                  f"{settings['molecule_iris_dir']}/ca.pem", settings["molecule_iris_admin_key"],
                                   ref_part)
 
 
@@ -248,10 +251,17 @@ def test_sshd_log_lines_become_the_stock_brute_force_alert_and_reach_iris_once(h
         assert iris_alerts(host, settings, low["id"]) == []
 
 
+def docker(*args):
+    """The docker CLI on the controller (the lab's engine), fixed arguments."""
+    subprocess.run([shutil.which("docker"), *args], check=True, capture_output=True, timeout=120)  # noqa: S603
+
+
 def test_outage_spools_and_replay_delivers_each_alert_once(host, settings):
     ref = f"outage-{uuid.uuid4().hex}"
     log_before = len(host.file(OSSEC_LOG).content_string)
-    host.run("systemctl stop iris-emulator")
+    # IRIS's nginx stops: nothing listens on 8443 (tests/support/real_iris.py names it <prefix>-nginx)
+    nginx = f"socstack-molecule-{host.backend.get_hostname()}-nginx"
+    docker("stop", "-t", "5", nginx)
     try:
         append_alerts(host, [wazuh_alert(f"{ref}-{n:03d}") for n in range(OUTAGE_ALERTS)])
         wait_for(f"{OUTAGE_ALERTS} alerts in the spool", lambda: spooled(host) == OUTAGE_ALERTS, timeout=180)
@@ -262,8 +272,9 @@ def test_outage_spools_and_replay_delivers_each_alert_once(host, settings):
         assert re.search(r"While running custom-wazuh_iris.py -> integrations\. Output: .*kept in the spool", log)
         assert settings["molecule_iris_admin_key"] not in host.file(f"{OSSEC}/logs/integrations.log").content_string
     finally:
-        host.run("systemctl start iris-emulator")
-    wait_for("IRIS to listen again", lambda: host.socket(f"tcp://127.0.0.1:{settings['molecule_iris_port']}")
+        docker("start", nginx)
+    # nginx listens on every address (testinfra's is_listening misses 0.0.0.0 when asked for 127.0.0.1)
+    wait_for("IRIS to listen again", lambda: host.socket(f"tcp://0.0.0.0:{settings['molecule_iris_port']}")
              .is_listening, timeout=30)
     replay = host.run("systemctl start wazuh-iris-replay.service")
     assert replay.rc == 0, replay.stderr
