@@ -32,7 +32,7 @@ class Call:
 
     __slots__ = ("alert_file", "api_key", "debug", "hook_url", "options_file", "retries", "timeout")
 
-    def __init__(self, alert_file, api_key, hook_url, debug, options_file, timeout, retries):
+    def __init__(self, alert_file, api_key, hook_url, *, debug, options_file, timeout, retries):
         self.alert_file = alert_file
         self.api_key = api_key
         self.hook_url = hook_url
@@ -69,5 +69,5 @@ def parse(argv, *, timeout=10, retries=3):
     alert_file, api_key, hook_url, debug, options_file, timeout_slot, retries_slot = args
     if debug not in ("", "debug"):
         raise UsageError(f"the debug argument must be 'debug' or empty{SHIFT_HINT}")
-    return Call(alert_file, api_key, hook_url, debug == "debug", options_file,
-                _count(timeout_slot, "timeout", timeout), _count(retries_slot, "retries", retries))
+    return Call(alert_file, api_key, hook_url, debug=debug == "debug", options_file=options_file,
+                timeout=_count(timeout_slot, "timeout", timeout), retries=_count(retries_slot, "retries", retries))
