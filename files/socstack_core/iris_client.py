@@ -107,9 +107,8 @@ class IrisClient:
             headers["Content-Type"] = "application/json"
         on_sending = (lambda: faults.point("iris:post-sending")) if method == "POST" else None
         try:
-            response = http.request(self.endpoint, method, target, headers=headers, body=body,
-                                    timeout=timeout or self.timeout, deadline=self.deadline, on_sending=on_sending,
-                                    max_bytes=max_bytes or http.MAX_RESPONSE_BYTES)
+            response = self._send(method, target, headers=headers, body=body, timeout=timeout or self.timeout,
+                                  on_sending=on_sending, max_bytes=max_bytes or http.MAX_RESPONSE_BYTES)
         except http.TransportError as exc:
             reason = self.masker.mask(exc.reason)
             if exc.tls_verify:
@@ -121,6 +120,10 @@ class IrisClient:
         if method == "POST":
             faults.point("iris:post-answered")
         return response
+
+    def _send(self, method, target, **request):
+        """One HTTP exchange (socstack_core.http.request); raises http.TransportError. Simulations replace it."""
+        return http.request(self.endpoint, method, target, deadline=self.deadline, **request)
 
     def request(self, method, target, payload=None, *, timeout=None, max_bytes=None):
         """One API call with connection retries; returns its Answer. Raises IrisError when nothing came back.

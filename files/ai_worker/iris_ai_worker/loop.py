@@ -111,7 +111,7 @@ class Worker:
     def from_config(cls, config, log=None, **clocks):
         if log is None:
             log = LevelLog(config.log_level, masker=Masker([config.iris_bearer]))
-        iris = IrisClient(config, wall=clocks.get("wall", time.time))
+        iris = IrisClient(config, wall=clocks.get("wall", time.time), masker=getattr(log, "masker", None))
         return cls(config, iris, OllamaClient(config), DedupStore(config.state_dir, config.dedup_window, log), log,
                    **clocks)
 
