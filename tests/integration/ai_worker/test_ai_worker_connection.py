@@ -71,8 +71,8 @@ def test_unreachable_iris_and_ollama_each_give_their_line(ai_stack, tmp_path):
 def test_a_missing_model_is_a_problem_unless_it_is_about_to_be_pulled(ai_stack, tmp_path):
     code, lines = run(tmp_path, **settings(ai_stack, OLLAMA_MODEL="llama3:70b"))
     assert code == 1
-    assert lines[-1].startswith(f"error model: Ollama {ai_stack.ollama.url} does not have the model llama3:70b (it has: "
-                                f"{AI_MODEL})")
+    assert lines[-1].startswith(f"error model: Ollama {ai_stack.ollama.url} does not have the model llama3:70b "
+                                f"(it has: {AI_MODEL})")
     code, lines = run(tmp_path, extra=["--model-may-be-missing"], **settings(ai_stack, OLLAMA_MODEL="llama3:70b"))
     assert code == 0 and lines[-1].startswith("warning model: ")
 
@@ -82,7 +82,8 @@ def test_an_account_not_linked_to_a_customer_is_named(ai_stack, tmp_path):
     code, lines = run(tmp_path, **settings(ai_stack, AI_WORKER_CUSTOMER_IDS=f"1,{other}"))
     assert code == 1
     problems = [line for line in lines if line.startswith("error ")]
-    assert problems == [f"error customer: customer {other}: the IRIS account is not linked to customer {other} (it is linked "
+    assert problems == [f"error customer: customer {other}: the IRIS account is not linked to customer {other} "
+                        "(it is linked "
                         "to: 1); link it (iris_provision does for socstack_tenants), or fix ai_worker_customers"]
 
 

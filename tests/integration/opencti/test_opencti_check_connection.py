@@ -66,7 +66,8 @@ def check(url, files, *extra, stdin=""):
 def test_success_sends_one_authenticated_query_and_writes_nothing(emu, files):
     before = files.listing()
     code, output = check(emu.url, files)
-    assert (code, output) == (EXIT_OK, [f"ok connection: OpenCTI at {emu.graphql_url} accepted the token (user wazuh-enrichment)"])
+    assert (code, output) == (EXIT_OK, [f"ok connection: OpenCTI at {emu.graphql_url} accepted the token "
+                                        "(user wazuh-enrichment)"])
     [request] = emu.requests
     assert request["authorized"] and request["path"] == "/graphql"
     assert request["body"] == {"query": CHECK}
@@ -112,7 +113,8 @@ def test_other_http_status_and_wrong_path(emu, files):
                                                    "Internal Server Error"])
     emu.fault = None
     code, [line] = check(emu.url + "/api", files)
-    assert code == EXIT_FAILED and line.startswith(f"error connection: OpenCTI at {emu.url}/api/graphql answered HTTP 404: ")
+    assert code == EXIT_FAILED
+    assert line.startswith(f"error connection: OpenCTI at {emu.url}/api/graphql answered HTTP 404: ")
 
 
 def test_unreachable_names_the_url(files):
@@ -120,14 +122,16 @@ def test_unreachable_names_the_url(files):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed when the block ends: nothing listens there
     code, output = check(f"http://127.0.0.1:{port}", files)
-    assert (code, output) == (EXIT_FAILED, [f"error connection: cannot reach OpenCTI at http://127.0.0.1:{port}/graphql: "
+    assert (code, output) == (EXIT_FAILED, [f"error connection: cannot reach OpenCTI at http://127.0.0.1:{port}"
+                                            "/graphql: "
                                             "Connection refused"])
 
 
 def test_deadline(emu, files):
     emu.delay = 30  # the emulator's reset() at the next test's start ends the wait
     code, output = check(emu.url, files, "--timeout", "1")
-    assert (code, output) == (EXIT_FAILED, [f"error connection: OpenCTI at {emu.graphql_url} did not answer within 1 s"])
+    assert (code, output) == (EXIT_FAILED, [f"error connection: OpenCTI at {emu.graphql_url} did not answer "
+                                            "within 1 s"])
 
 
 def test_https_to_a_plain_http_server(emu, files):

@@ -415,7 +415,8 @@ def test_bad_command_line_exits_2(run, monkeypatch):
     monkeypatch.chdir(run.dir)
     (run.dir / "logs").mkdir()
     assert opencti_enrich.main(["integrations", "/tmp/a.alert", "TOKEN-123"]) == 2
-    assert "ERROR: got 2 arguments; expected ALERT_FILE API_KEY HOOK_URL" in (run.dir / "logs" / "integrations.log").read_text()
+    log = (run.dir / "logs" / "integrations.log").read_text()
+    assert "ERROR: got 2 arguments; expected ALERT_FILE API_KEY HOOK_URL" in log
 
 
 # --------------------------------------------------------------------------- the launcher
