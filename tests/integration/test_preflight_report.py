@@ -71,8 +71,8 @@ def run_worker(tmp_path, **values):
 @pytest.mark.parametrize(("program", "unreachable", "config"), [
     ("forwarder", 2, 5), ("opencti", 7, 6), ("ai_worker", 1, 2),
 ])
-def test_each_check_connection_writes_only_report_lines_with_its_documented_codes(tmp_path, report_lines, program,
-                                                                                   unreachable, config):
+def test_each_check_connection_writes_only_report_lines_with_its_documented_codes(
+        tmp_path, report_lines, program, unreachable, config):
     if program == "forwarder":
         assert forwarder_preflight.Report.__mro__[1] is core_preflight.Report
         down, bad = run_forwarder(tmp_path, CLOSED), run_forwarder(tmp_path, "ftp://iris.example")
