@@ -207,7 +207,8 @@ class Simulation:
         else:
             body["alert_note"] = f"analyst note {number}"
             intent["note"] = body["alert_note"]
-        status, _payload = self.network.deliver(self.analyst_key, "POST", f"/alerts/update/{alert_id}", body)
+        status, _payload = self.network.deliver(self.analyst_key, "POST", f"/alerts/update/{alert_id}",
+                                                json.dumps(body).encode())
         assert status == 200
 
     # -- schedule
