@@ -18,6 +18,7 @@ Modules, one concern each:
 - ``clock``: step-proof timers (the boot clock, stamped with the boot id), wall values clamped.
 - ``iris_client``: one client for the IRIS REST API (request, envelope, failure kinds, masking).
 - ``preflight``: the report of a --check-connection program (line format, exit codes).
+- ``integratord``: the command line wazuh-integratord gives an integration (every 4.x layout).
 
 Nothing here is imported by the package itself: a program imports only the modules it uses.
 """

@@ -9,6 +9,9 @@ byte. Answers may come as HTTP/1.0 or 1.1, with Content-Length, chunked, or read
 closes; a server that keeps the connection alive despite ``Connection: close`` is read only as far
 as its framing says. No cookies are kept, no redirect is followed.
 
+The TLS layer (socstack_core.tls, and with it libssl) is loaded only when an https endpoint first
+connects: a plain-http run never pays for it.
+
 Errors are ``TransportError``; its ``sent`` says whether any byte of the request may have reached
 the server (then the server may have acted on it), ``timeout`` whether the deadline ran out, and
 ``refused`` whether the connection was refused or reset before anything was sent (worth an
@@ -16,8 +19,6 @@ immediate retry).
 """
 import _socket
 import time
-
-from . import tls as _tls
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 USER_AGENT = "socstack"
@@ -62,6 +63,8 @@ class Endpoint:
     def tls_context(self):
         """The endpoint's TLS context, made on first use. Raises TransportError(config=True)."""
         if self._tls is None:
+            from . import tls as _tls  # noqa: PLC0415 -- loads libssl: only for an https endpoint, when used
+
             try:
                 self._tls = _tls.client_context(self.ca_file, self.verify_tls)
             except _tls.TlsConfigError as exc:
@@ -343,7 +346,7 @@ def request(endpoint, method, target, *, headers=None, body=None, timeout=10.0, 
 
 
 def _transport_error(exc, endpoint, sent, started, end):
-    verify = _tls.verify_message(exc)
+    verify = getattr(exc, "verify_message", None) or None  # OpenSSL's reason of a refused certificate
     if verify:
         return TransportError(f"{endpoint.url}: TLS certificate verification failed: {verify}", tls_verify=verify)
     if isinstance(exc, TimeoutError) or "timed out" in str(exc):

@@ -47,7 +47,7 @@ class IrisError(Exception):
     """An exchange with IRIS that did not succeed (see the module docstring for kind and the flags)."""
 
     def __init__(self, kind, reason, ambiguous=False, retryable=False, *, tls_verify=None, contacted=True,
-                 status=None):
+                 status=None, transport=None, text=""):
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
@@ -56,17 +56,20 @@ class IrisError(Exception):
         self.tls_verify = tls_verify  # OpenSSL's reason when IRIS's certificate was refused
         self.contacted = contacted
         self.status = status
+        self.transport = transport  # the socstack_core.http.TransportError when no answer came at all
+        self.text = text  # IRIS's own message of the answer (masked, then cut), "" when there was none
 
 
 class Answer:
-    """status (int), envelope (dict, or None when the body is not IRIS's envelope), text (masked, cut)."""
+    """status (int), envelope (dict, or None when the body is not IRIS's envelope), text (masked, cut), headers."""
 
-    __slots__ = ("envelope", "status", "text")
+    __slots__ = ("envelope", "headers", "status", "text")
 
-    def __init__(self, status, envelope, text):
+    def __init__(self, status, envelope, text, headers=None):
         self.status = status
         self.envelope = envelope
         self.text = text
+        self.headers = headers or {}
 
     @property
     def succeeded(self):
@@ -95,7 +98,7 @@ class IrisClient:
         if self.log is not None:
             self.log.debug(text)
 
-    def _exchange(self, method, target, body):
+    def _exchange(self, method, target, body, timeout=None, max_bytes=None):
         if self.deadline is not None and self.deadline - time.monotonic() <= 0:
             raise IrisError(OUTAGE, "the run's overall deadline was reached", contacted=False)
         headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json",
@@ -104,26 +107,34 @@ class IrisClient:
             headers["Content-Type"] = "application/json"
         on_sending = (lambda: faults.point("iris:post-sending")) if method == "POST" else None
         try:
-            response = http.request(self.endpoint, method, target, headers=headers, body=body,
-                                    timeout=self.timeout, deadline=self.deadline, on_sending=on_sending)
+            response = self._send(method, target, headers=headers, body=body, timeout=timeout or self.timeout,
+                                  on_sending=on_sending, max_bytes=max_bytes or http.MAX_RESPONSE_BYTES)
         except http.TransportError as exc:
             reason = self.masker.mask(exc.reason)
             if exc.tls_verify:
-                raise IrisError(CONFIG, f"{reason} (check ca_file)", tls_verify=exc.tls_verify) from None
+                raise IrisError(CONFIG, f"{reason} (check ca_file)", tls_verify=exc.tls_verify,
+                                transport=exc) from None
             if exc.config:
-                raise IrisError(CONFIG, reason) from None
-            raise IrisError(OUTAGE, reason, ambiguous=exc.sent, retryable=exc.refused) from None
+                raise IrisError(CONFIG, reason, transport=exc) from None
+            raise IrisError(OUTAGE, reason, ambiguous=exc.sent, retryable=exc.refused, transport=exc) from None
         if method == "POST":
             faults.point("iris:post-answered")
         return response
 
-    def request(self, method, target, payload=None):
-        """One API call with connection retries; returns its Answer. Raises IrisError when nothing came back."""
-        body = None if payload is None else dumps(payload).encode("utf-8")
+    def _send(self, method, target, **request):
+        """One HTTP exchange (socstack_core.http.request); raises http.TransportError. Simulations replace it."""
+        return http.request(self.endpoint, method, target, deadline=self.deadline, **request)
+
+    def request(self, method, target, payload=None, *, timeout=None, max_bytes=None):
+        """One API call with connection retries; returns its Answer. Raises IrisError when nothing came back.
+
+        timeout and max_bytes replace the client's for this call (a POST always carries a Content-Length).
+        """
+        body = (b"" if method == "POST" else None) if payload is None else dumps(payload).encode("utf-8")
         attempt = 0
         while True:
             try:
-                response = self._exchange(method, target, body)
+                response = self._exchange(method, target, body, timeout, max_bytes)
                 break
             except IrisError as failure:
                 if not failure.retryable or attempt >= self.retries:
@@ -148,11 +159,11 @@ class IrisClient:
             text, limit = response.body[:64 * 1024].decode("utf-8", "replace"), PAGE_CHARS
         if 300 <= response.status < 400:
             text = f"redirected to {response.headers.get('location', '?')}"
-        return Answer(response.status, envelope, " ".join(self.masker.mask(text).split())[:limit])
+        return Answer(response.status, envelope, " ".join(self.masker.mask(text).split())[:limit], response.headers)
 
-    def call(self, method, target, payload=None):
+    def call(self, method, target, payload=None, *, timeout=None, max_bytes=None):
         """The envelope's data of a successful call; raises IrisError (failure_for) otherwise."""
-        answer = self.request(method, target, payload)
+        answer = self.request(method, target, payload, timeout=timeout, max_bytes=max_bytes)
         if answer.succeeded:
             return answer.envelope.get("data")
         raise failure_for(answer.status, answer.envelope, answer.text, method, target)
@@ -169,16 +180,18 @@ def failure_for(status, envelope, text, method, target):
     where = f"{method} {target.split('?', 1)[0]} -> HTTP {status}: {text or 'no message'}"
     write = method != "GET"
     if 200 <= status < 300:
-        return IrisError(OUTAGE, f"{where} (not IRIS's JSON success envelope)", ambiguous=write, status=status)
-    if status in (401, 403):
-        return IrisError(AUTH, where, status=status)
-    if status in (429, 502, 503, 504):
+        kind, reason = OUTAGE, f"{where} (not IRIS's JSON success envelope)"
+    elif status in (401, 403):
+        kind, reason, write = AUTH, where, False
+    elif status in (429, 502, 503, 504):
         # A proxy (Envoy, Istio, nginx) answers these also AFTER it forwarded the request: IRIS may have acted.
-        return IrisError(OUTAGE, where, ambiguous=write, status=status)
-    if status >= 500:
-        return IrisError(SERVER_ERROR, where, ambiguous=write, status=status)
-    if 300 <= status < 400 or status in (404, 405):
-        return IrisError(CONFIG, where, ambiguous=write, status=status)
-    if write and 400 <= status < 500:
-        return IrisError(REFUSED, where, status=status)
-    return IrisError(CONFIG, f"{where} (unexpected answer)", status=status)
+        kind, reason = OUTAGE, where
+    elif status >= 500:
+        kind, reason = SERVER_ERROR, where
+    elif 300 <= status < 400 or status in (404, 405):
+        kind, reason = CONFIG, where
+    elif write and 400 <= status < 500:
+        kind, reason, write = REFUSED, where, False
+    else:
+        kind, reason, write = CONFIG, f"{where} (unexpected answer)", False
+    return IrisError(kind, reason, ambiguous=write, status=status, text=text)

@@ -10,7 +10,16 @@ protocol and IRIS traffic), not what one Ollama host can serve: a CPU-bound Olla
 inferences and then adding workers adds nothing.
 
     .venv/bin/python tests/bench/bench_ai_worker.py [--latencies 0.2,1] [--workers 1,2,4]
-        [--alerts-per-worker 10] [--max-per-cycle 5] [--claim-timeout 3]
+        [--alerts-per-worker 10] [--max-per-cycle 5] [--claim-timeout 3] [--max-per-minute 0] [--poll-seconds 1]
+
+The share is the rate against the model-bound rate (workers / latency: every worker always waiting for
+the model); with a rate limit, the rate reached at the limit against the configured one. With
+--max-per-minute N (AI_WORKER_MAX_PER_MINUTE, per instance; 0: no limit, the default) the bound is also
+N per worker. The limit is a sliding 60 s window, so each worker's claims come in bursts
+of N a minute: the rate reached at the limit is measured between the end of the first burst and the end
+of the run, workers x N alerts / that time (give --alerts-per-worker 2N: two windows); it must come to
+the configured workers x N per minute. --poll-seconds (default 1) is AI_WORKER_POLL_SECONDS: with the
+default 30 s, a worker that slept a whole poll interval at the limit would fall short of it.
 """
 
 import argparse
@@ -41,7 +50,7 @@ def event(number):
 
 
 def run(latency, workers, args):
-    """(alerts, seconds, IRIS requests) for one configuration."""
+    """(alerts, seconds, IRIS requests, completion times from the start) for one configuration."""
     iris = IrisEmulator(admin_api_key="A" * 64).start()
     ollama = OllamaEmulator(latency=latency).start()
     processes = []
@@ -52,21 +61,26 @@ def run(latency, workers, args):
             iris.create_alert(alert_title=f"alert {number}", alert_severity_id=4, alert_status_id=2,
                               alert_customer_id=1, alert_tags="wazuh,ai-pending", alert_source_content=event(number))
         env = dict(os.environ, IRIS_BASE_URL=iris.url, IRIS_BEARER=key, OLLAMA_URL=ollama.url,
-                   OLLAMA_MODEL="phi4-mini:latest", AI_WORKER_INSTANCES=str(workers), AI_WORKER_POLL_SECONDS="1",
-                   AI_WORKER_MAX_PER_CYCLE=str(args.max_per_cycle), AI_WORKER_MAX_PER_MINUTE="0",
+                   OLLAMA_MODEL="phi4-mini:latest", AI_WORKER_INSTANCES=str(workers),
+                   AI_WORKER_POLL_SECONDS=str(args.poll_seconds),
+                   AI_WORKER_MAX_PER_CYCLE=str(args.max_per_cycle),
+                   AI_WORKER_MAX_PER_MINUTE=str(args.max_per_minute),
                    AI_WORKER_CLAIM_TIMEOUT=str(args.claim_timeout), AI_WORKER_DEDUP_WINDOW="0",
                    AI_WORKER_LOG_LEVEL="WARNING")
         started = time.monotonic()
         for instance in range(1, workers + 1):
             processes.append(subprocess.Popen([sys.executable, "-I", str(PROGRAM)],
                                               env=dict(env, AI_WORKER_INSTANCE=str(instance))))
+        done = []  # the time each alert was seen ai-reviewed, from the start
         while time.monotonic() - started < TIME_LIMIT:
-            if all("ai-reviewed" in split_tags(a["alert_tags"]) for a in iris.alerts()):
+            reviewed = sum("ai-reviewed" in split_tags(a["alert_tags"]) for a in iris.alerts())
+            done += [time.monotonic() - started] * (reviewed - len(done))
+            if reviewed == total:
                 break
             time.sleep(0.05)
         else:
             raise SystemExit(f"latency {latency}s, {workers} workers: not done within {TIME_LIMIT}s")
-        return total, time.monotonic() - started, len(iris.request_log)
+        return total, time.monotonic() - started, len(iris.request_log), done
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
@@ -83,15 +97,32 @@ def main():
     parser.add_argument("--alerts-per-worker", type=int, default=10)
     parser.add_argument("--max-per-cycle", type=int, default=5, help="AI_WORKER_MAX_PER_CYCLE (the batch size)")
     parser.add_argument("--claim-timeout", type=float, default=3.0, help="AI_WORKER_CLAIM_TIMEOUT (settle = 2.2x)")
+    parser.add_argument("--max-per-minute", type=int, default=0,
+                        help="AI_WORKER_MAX_PER_MINUTE per instance (0: no limit)")
+    parser.add_argument("--poll-seconds", type=float, default=1.0, help="AI_WORKER_POLL_SECONDS")
     args = parser.parse_args()
+    limit = args.max_per_minute
     print(f"batch {args.max_per_cycle}, claim timeout {args.claim_timeout}s "
-          f"(settle {2.2 * args.claim_timeout:.1f}s), {args.alerts_per_worker} alerts per worker")
-    print(f"{'model latency':>13} {'workers':>7} {'alerts':>6} {'seconds':>7} {'alerts/min':>10} {'req/alert':>9}")
+          f"(settle {2.2 * args.claim_timeout:.1f}s), {args.alerts_per_worker} alerts per worker, "
+          f"rate limit {f'{limit}/min per worker' if limit else 'none'}, poll every {args.poll_seconds:g}s")
+    print(f"{'model latency':>13} {'workers':>7} {'alerts':>6} {'seconds':>7} {'alerts/min':>10} {'bound/min':>9} "
+          f"{'share':>6} {'req/alert':>9}" + (f" {'at limit/min':>12} {'configured':>10}" if limit else ""))
     for latency in (float(v) for v in args.latencies.split(",")):
         for workers in (int(v) for v in args.workers.split(",")):
-            alerts, seconds, requests = run(latency, workers, args)
-            print(f"{latency:>12}s {workers:>7} {alerts:>6} {seconds:>7.1f} {alerts / seconds * 60:>10.1f} "
-                  f"{requests / alerts:>9.1f}", flush=True)
+            alerts, seconds, requests, done = run(latency, workers, args)
+            rate = alerts / seconds * 60
+            bound = workers / latency * 60 if latency else float("inf")
+            if limit:
+                bound = min(bound, workers * limit)
+            burst = workers * limit
+            if limit and alerts > burst:  # from the end of the first window's burst to the end of the run
+                at_limit = (alerts - burst) / (done[-1] - done[burst - 1]) * 60
+                line = (f"{latency:>12}s {workers:>7} {alerts:>6} {seconds:>7.1f} {rate:>10.1f} {bound:>9.0f} "
+                        f"{at_limit / bound:>6.0%} {requests / alerts:>9.1f} {at_limit:>12.1f} {burst:>10}")
+            else:
+                line = (f"{latency:>12}s {workers:>7} {alerts:>6} {seconds:>7.1f} {rate:>10.1f} {bound:>9.0f} "
+                        f"{rate / bound:>6.0%} {requests / alerts:>9.1f}")
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

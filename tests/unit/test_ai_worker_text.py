@@ -348,3 +348,17 @@ def test_at_the_rate_limit_the_wait_is_the_rest_of_the_window_not_a_poll_interva
     assert limiter.wait_seconds() == 30.0  # the first event leaves the window at 160
     now[0] = 160.0
     assert limiter.wait_seconds() == 0
+
+
+def test_at_the_rate_limit_the_wait_is_for_a_whole_batch():
+    """A batch claimed together leaves the window together: waiting for the first slot alone made batches of one,
+    each paying the settle time, and the configured rate was not reached (bench_ai_worker --max-per-minute)."""
+    now = [100.0]
+    limiter = dedup.RateLimiter(4, clock=lambda: now[0])
+    for moment in (100.0, 100.2, 100.4, 130.0):
+        now[0] = moment
+        limiter.spend()
+    now[0] = 131.0
+    assert limiter.wait_seconds() == 29.0  # one slot: when the first claim leaves
+    assert limiter.wait_seconds(3) == pytest.approx(29.4)  # a batch of three: when the third leaves
+    assert limiter.wait_seconds(9) == 59.0  # capped at the limit: the whole window

@@ -133,7 +133,8 @@ def test_unusable_token_files(tmp_path, content, problem):
 def test_missing_token_file_is_a_setup_problem(tmp_path):
     missing = tmp_path / "none"
     code, output = run("--check-connection", "--url", "http://127.0.0.1:9/", "--token-file", str(missing))
-    assert (code, output) == (EXIT_CONFIG, [f"cannot read token file {missing} (No such file or directory)"])
+    assert (code, output) == (EXIT_CONFIG, [f"error token_file: cannot read token file {missing} (No such file or "
+                                            "directory)"])
 
 
 # --------------------------------------------------------------------------- set-up problems (no request)
@@ -142,8 +143,8 @@ def test_options_problems_stop_the_check_before_any_request(tmp_path):
     token = write(tmp_path, "token", TOKEN)
     code, output = run("--check-connection", "--url", "http://127.0.0.1:9", "--token-file", token, "--options", options)
     assert code == EXIT_CONFIG
-    assert output == [f"{options}: option 'verify_tls' must be true or false",
-                      f"{options}: option 'debug' must be true or false"]
+    assert output == [f"error options: {options}: option 'verify_tls' must be true or false",
+                      f"error options: {options}: option 'debug' must be true or false"]
 
 
 @pytest.mark.parametrize(("url", "options", "line"), [
@@ -155,7 +156,7 @@ def test_unusable_url_or_ca_file(tmp_path, url, options, line):
     options_path = write(tmp_path, "o.json", options)
     token = write(tmp_path, "token", TOKEN)
     code, [output] = run("--check-connection", "--url", url, "--token-file", token, "--options", options_path)
-    assert code == EXIT_CONFIG and output.startswith(line)
+    assert code == EXIT_CONFIG and output.startswith("error ") and output.split(": ", 1)[1].startswith(line)
 
 
 # --------------------------------------------------------------------------- reading the answer

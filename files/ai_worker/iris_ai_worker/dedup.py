@@ -144,8 +144,9 @@ class RateLimiter:
     def spend(self):
         self.events.append(self.clock())
 
-    def wait_seconds(self):
-        """Seconds until one more event is allowed (0 when one is now)."""
-        if self.available() > 0:
+    def wait_seconds(self, count=1):
+        """Seconds until ``count`` more events are allowed (0 when they are now); count is capped at the limit."""
+        missing = min(count, self.per_minute) - self.available()
+        if missing <= 0:
             return 0.0
-        return max(0.0, self.events[0] + 60.0 - self.clock())
+        return max(0.0, self.events[missing - 1] + 60.0 - self.clock())

@@ -1,18 +1,23 @@
-"""The few DFIR-IRIS 2.4.20 alert routes the worker uses, over socstack_core.http.
+"""The few DFIR-IRIS 2.4.20 alert routes the worker uses: thin functions over socstack_core.iris_client.
+
+The shared client (the forwarder's too) makes the request, reads IRIS's envelope, classifies what went
+wrong (``kind``: socstack_core.iris_client's OUTAGE, SERVER_ERROR, AUTH, CONFIG, REFUSED) and masks the
+key in IRIS's text BEFORE it is cut. A failure reaches the worker as an ``IrisFailure``: a ServiceError
+(what the worker handles, for IRIS and Ollama alike) that carries the shared client's kind, the HTTP status,
+IRIS's own (masked) message and, when no answer came at all, the transport error.
 
 Every answer's HTTP ``Date`` header is kept with the local wall-clock times around the request:
 that is how the worker measures its clock against IRIS's (clock.py).
 """
 import time
-from email.utils import mktime_tz, parsedate_tz
 
 from socstack_core import http
-from socstack_core.jsonio import dumps, loads
+from socstack_core import iris_client as core
 
-from .prompt import short
 from .tags import TAG_PENDING, join_tags
 
 PAGE_SIZE = 50
+USER_AGENT = "socstack-ai-worker"
 # Fields of an alert's state (no content): what the claim protocol and every tag write read. Always a
 # bounded answer, whatever the alert holds (IRIS's /alerts/filter trims each alert to ``fields``).
 # modification_history is IRIS's log of updates (who changed which tags and owner): the worker replays it
@@ -36,56 +41,47 @@ class ServiceError(Exception):
         self.transport = transport  # the socstack_core.http.TransportError when no answer came at all
 
 
+class IrisFailure(ServiceError):
+    """A call to IRIS that did not succeed, as socstack_core.iris_client classified it (``kind``, ``ambiguous``)."""
+
+    def __init__(self, failure):
+        super().__init__(f"IRIS {failure.reason}", status=failure.status, server_message=failure.text or None,
+                         transport=failure.transport)
+        self.kind = failure.kind
+        self.ambiguous = failure.ambiguous
+        self.tls_verify = failure.tls_verify
+
+
 def server_time(date_header):
     """Epoch seconds of an HTTP Date header (resolution: one second), or None."""
+    from email.utils import mktime_tz, parsedate_tz  # noqa: PLC0415 -- only once an answer has a Date
+
     parsed = parsedate_tz(date_header or "")
     return None if parsed is None else float(mktime_tz(parsed))
 
 
-def json_request(endpoint, method, path, *, body, timeout, what, headers=None, max_bytes=http.MAX_RESPONSE_BYTES):
-    """(Response, its JSON body or None) of one request; no answer at all is a ServiceError naming ``what``.
+class IrisClient(core.IrisClient):
+    """The shared IRIS client with the worker's settings; ``data`` of a success envelope, else IrisFailure."""
 
-    A POST always carries a Content-Length (0 without a body).
-    """
-    headers = dict(headers or {}, Accept="application/json")
-    data = b"" if method == "POST" else None
-    if body is not None:
-        data = dumps(body).encode("utf-8")
-        headers["Content-Type"] = "application/json"
-    try:
-        response = http.request(endpoint, method, path, headers=headers, body=data, timeout=timeout,
-                                max_bytes=max_bytes)
-    except http.TransportError as exc:
-        raise ServiceError(f"{what}: {exc.reason}", transport=exc) from None
-    try:
-        return response, (loads(response.body) if response.body else None)
-    except (ValueError, RecursionError):
-        return response, None
-
-
-class IrisClient:
-    """GET/POST JSON to IRIS with the bearer key; ``data`` of a success envelope, else ServiceError."""
-
-    def __init__(self, config, wall=time.time):
-        self.endpoint = http.Endpoint(config.iris_url, ca_file=config.ca_file, verify_tls=config.verify_tls)
-        self.headers = {"Authorization": f"Bearer {config.iris_bearer}"}
-        self.timeout = config.iris_timeout
+    def __init__(self, config, wall=time.time, masker=None):
+        super().__init__(config.iris_url, config.iris_bearer, timeout=config.iris_timeout, ca_file=config.ca_file,
+                         verify_tls=config.verify_tls, masker=masker, user_agent=USER_AGENT)
         self.wall = wall
         self.clock_sample = None  # (local time sent, local time answered, IRIS's Date) of the last answer
 
-    def _call(self, method, path, body=None, timeout=None, max_bytes=http.MAX_RESPONSE_BYTES):
-        what = f"IRIS {method} {path.partition('?')[0]}"
+    def _exchange(self, method, target, body, timeout=None, max_bytes=None):
         sent = self.wall()
-        response, payload = json_request(self.endpoint, method, path, body=body, timeout=timeout or self.timeout,
-                                         what=what, headers=self.headers, max_bytes=max_bytes)
+        response = super()._exchange(method, target, body, timeout, max_bytes)
         date = server_time(response.headers.get("date"))
         if date is not None:
             self.clock_sample = (sent, self.wall(), date)
-        if response.status == 200 and isinstance(payload, dict) and payload.get("status") == "success":
-            return payload.get("data")
-        message = payload.get("message") if isinstance(payload, dict) else None
-        raise ServiceError(f"{what}: HTTP {response.status} {short(message or 'non-JSON answer', 160)}",
-                           status=response.status, server_message=message)
+        return response
+
+    def _call(self, method, path, body=None, timeout=None, max_bytes=None):
+        try:
+            return self.call(method, path, body, timeout=timeout, max_bytes=max_bytes)
+        except core.IrisError as failure:
+            raise IrisFailure(failure) from None
 
     def ping(self):
         """GET /api/ping: any valid key may call it (the preflight's first check)."""

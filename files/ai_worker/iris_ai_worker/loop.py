@@ -111,7 +111,7 @@ class Worker:
     def from_config(cls, config, log=None, **clocks):
         if log is None:
             log = LevelLog(config.log_level, masker=Masker([config.iris_bearer]))
-        iris = IrisClient(config, wall=clocks.get("wall", time.time))
+        iris = IrisClient(config, wall=clocks.get("wall", time.time), masker=getattr(log, "masker", None))
         return cls(config, iris, OllamaClient(config), DedupStore(config.state_dir, config.dedup_window, log), log,
                    **clocks)
 
@@ -155,8 +155,10 @@ class Worker:
         """Until the next poll, or during an Ollama outage until the next try."""
         if self.outage.active:
             return max(0.0, self.outage.retry_at - time.monotonic())
-        if self.rate.available() <= 0:  # at the rate limit: only the rest of the window, not a whole poll
-            return min(self.config.poll_seconds, self.rate.wait_seconds())
+        if self.rate.available() <= 0:  # at the rate limit: only the rest of the window, not a whole poll,
+            # and until a whole batch may be claimed: claims made together leave the window together, and a
+            # batch of one would pay the settle time for one alert
+            return min(self.config.poll_seconds, self.rate.wait_seconds(self.config.max_per_cycle))
         return self.config.poll_seconds
 
     def run_cycle(self):
@@ -186,7 +188,22 @@ class Worker:
         settled = max(c.acked for c in oldest) + self.config.settle_seconds <= self.claims.monotonic()
         if full and len(self.carry) <= LOOKAHEAD and not settled and not self.stop_event.is_set():
             return True  # while the oldest batch settles, claim the next one (next cycle, at once)
+        if len(claims) == budget < self.config.max_per_cycle and not settled and self._slots_free_first(oldest):
+            return True  # at the rate limit, a whole batch became claimable before the oldest batch settled
         self._process_batch(self.carry.pop(0))  # the batches behind it settle meanwhile
+        return True
+
+    def _slots_free_first(self, oldest):
+        """At the rate limit: when a whole batch may be claimed before the oldest claimed batch has settled, wait
+        for that (stop-aware) and say so, so that the next batch settles beside the oldest, not after it was
+        processed (a rate limit of N a minute then gives N a minute). False when there is nothing to wait for."""
+        if self.rate.per_minute <= 0 or len(self.carry) > LOOKAHEAD or self.stop_event.is_set():
+            return False
+        wait = self.rate.wait_seconds(self.config.max_per_cycle)
+        left = max(c.acked for c in oldest) + self.config.settle_seconds - self.claims.monotonic()
+        if not 0 < wait < left:
+            return False
+        self.stop_event.wait(wait)
         return True
 
     def _claim_all(self, candidates, budget):

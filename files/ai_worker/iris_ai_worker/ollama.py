@@ -5,11 +5,29 @@ import time
 from socstack_core import http
 from socstack_core.jsonio import dumps, loads
 
-from .iris import ServiceError, json_request
+from .iris import ServiceError
 from .prompt import ANALYSIS_SCHEMA, PROBE_PROMPT, SYSTEM_PROMPT, short
 
 PULL_MAX_BYTES = 64 * 1024 * 1024  # status lines of a long pull (about 100 bytes each)
 MODEL_NOT_FOUND_RE = re.compile(r"\bmodel\b.{0,300}\bnot found\b", re.IGNORECASE)
+
+
+def json_request(endpoint, method, path, *, body, timeout, what):
+    """(Response, its JSON body or None) of one request to Ollama; no answer at all is a ServiceError naming
+    ``what``. A POST always carries a Content-Length (0 without a body)."""
+    headers = {"Accept": "application/json"}
+    data = b"" if method == "POST" else None
+    if body is not None:
+        data = dumps(body).encode("utf-8")
+        headers["Content-Type"] = "application/json"
+    try:
+        response = http.request(endpoint, method, path, headers=headers, body=data, timeout=timeout)
+    except http.TransportError as exc:
+        raise ServiceError(f"{what}: {exc.reason}", transport=exc) from None
+    try:
+        return response, (loads(response.body) if response.body else None)
+    except (ValueError, RecursionError):
+        return response, None
 
 
 class OllamaUnavailable(ServiceError):

@@ -8,13 +8,21 @@ uses it as ``validate:``, so a bad value never reaches the installed file.
 CA file, customer ids and model), asks IRIS and Ollama whether the worker can work: IRIS reachable,
 its certificate accepted, the API key accepted (IRIS's own message when not), alerts readable, the
 account linked to each configured customer, Ollama reachable and the model present. Only reads
-(GET requests): it changes nothing. One line per check, ``ok: ...`` or ``problem: ...``.
+(GET requests): it changes nothing.
 
 ``--pull-model [--env-file FILE]``: when Ollama lacks the model, ``POST /api/pull`` (Ollama's status
 lines streamed, all read under one deadline of ``AI_WORKER_PULL_TIMEOUT``), then ``/api/tags`` again.
-Its last line starts with ``pulled`` only when it pulled.
+Its last line starts with ``ok model: pulled`` only when it pulled.
+
+Both write the host programs' one preflight report (socstack_core.preflight: ``<status> <check>: <text>``,
+status ok / warning / error, every line masked); exit 0 when no line says error, 1 otherwise, 2 when the
+settings themselves are unusable.
 """
 import time
+
+from socstack_core import preflight as core_preflight
+from socstack_core.iris_client import CONFIG
+from socstack_core.log import Masker
 
 from . import envfile
 from .iris import IrisClient, ServiceError
@@ -26,26 +34,16 @@ EXIT_PROBLEMS = 1
 EXIT_CONFIG = 2
 
 
-class Report:
-    """Lines ``ok: ...`` / ``problem: ...`` / ``note: ...`` written as they come."""
+class Report(core_preflight.Report):
+    """The shared report with the worker's exit codes (1 for every problem found), flushed line by line."""
 
-    def __init__(self, out):
-        self.out = out
-        self.problems = 0
+    def __init__(self, out, secrets=(), code_error=EXIT_PROBLEMS):
+        super().__init__(Masker([secret for secret in secrets if secret]), out, code_error=code_error,
+                         code_unavailable=code_error)
 
-    def line(self, kind, text):
-        self.out.write(f"{kind}: {text}\n")
+    def line(self, status, check, text):
+        super().line(status, check, text)
         self.out.flush()
-
-    def ok(self, text):
-        self.line("ok", text)
-
-    def note(self, text):
-        self.line("note", text)
-
-    def problem(self, text):
-        self.problems += 1
-        self.line("problem", text)
 
 
 # ----------------------------------------------------------------------------------- the settings
@@ -81,16 +79,14 @@ def load(env_file, environ, out):
     """(Config, None) from the settings file (or, without one, the process environment), or (None, exit code)."""
     if env_file:
         env, problems = envfile.read(env_file)
-        if problems:
-            for problem in problems:
-                out.write(f"problem: {problem}\n")
-            return None, EXIT_CONFIG
     else:
-        env = environ
-    config, problems = config_problems(settings_env(env))
+        env, problems = environ, []
+    if not problems:
+        config, problems = config_problems(settings_env(env))
+    report = Report(out, [env.get("IRIS_BEARER")], code_error=EXIT_CONFIG)
     for problem in problems:
-        out.write(f"problem: {problem}\n")
-    return config, (EXIT_CONFIG if problems else None)
+        report.error("settings", problem)
+    return (None, report.exit_code()) if problems else (config, None)
 
 
 # ---------------------------------------------------------------------------------------- IRIS
@@ -120,68 +116,76 @@ def unreachable(what, url, exc, endpoint, config):
 
 def check_iris(config, report, iris=None):
     """IRIS reachable, TLS accepted, key accepted, alerts readable; True when triage can go on."""
-    iris = iris or IrisClient(config)
+    iris = iris or IrisClient(config, masker=report.masker)
     url = config.iris_url
     try:
         iris.ping()
     except ServiceError as exc:
         if exc.transport is not None:
-            report.problem(unreachable("IRIS", url, exc, iris.endpoint, config))
+            report.error("iris", unreachable("IRIS", url, exc, iris.endpoint, config))
         elif exc.status == 401:
             message = exc.server_message or "no message"
-            report.problem(f"IRIS {url} refused the API key (IRIS_BEARER): HTTP 401 \"{message}\" (a wrong or "
-                           "renewed key, or a deactivated account)")
+            report.error("api_key", f"IRIS {url} refused the API key (IRIS_BEARER): HTTP 401 \"{message}\" (a wrong or "
+                                    "renewed key, or a deactivated account)")
         else:
-            report.problem(f"IRIS {url}: GET /api/ping answered {str(exc).split(': ', 1)[-1]} "
-                           "(is IRIS_BASE_URL the IRIS API's base URL?)")
+            hint = " (is IRIS_BASE_URL the IRIS API's base URL?)" if getattr(exc, "kind", None) == CONFIG else ""
+            report.error("iris", f"IRIS {url}: GET /api/ping answered {answered(exc)}{hint}")
         return False
-    report.ok(f"IRIS {url} is reachable{' over verified TLS' if url.startswith('https') and config.verify_tls else ''} "
-              "and accepts the API key")
+    verified = " over verified TLS" if url.startswith("https") and config.verify_tls else ""
+    report.ok("iris", f"IRIS {url} is reachable{verified} and accepts the API key")
     try:
         iris.alerts_of_customer(0)
     except ServiceError as exc:
-        report.problem(f"IRIS {url}: the account may not read alerts ({str(exc).split(': ', 1)[-1]}); its group needs "
-                       "alerts_read and alerts_write")
+        report.error("alerts_read", f"IRIS {url}: the account may not read alerts ({answered(exc)}); its group needs "
+                                    "alerts_read and alerts_write")
         return False
-    report.ok(f"IRIS {url}: the account may read alerts")
+    report.ok("alerts_read", f"IRIS {url}: the account may read alerts")
     return True
+
+
+def answered(exc):
+    """``HTTP 403 Permission denied`` of an answer that is not a success, or the reason no answer came."""
+    if exc.status is None:
+        return str(exc).split(": ", 1)[-1]
+    return f"HTTP {exc.status} {exc.server_message or 'with no message'}"
 
 
 def check_customers(config, report, iris=None):
     """The account is linked to every customer of AI_WORKER_CUSTOMER_IDS (only reads)."""
-    iris = iris or IrisClient(config)
+    iris = iris or IrisClient(config, masker=report.masker)
     wanted = sorted(config.customer_ids)
     if not wanted:
-        report.ok("customers: every customer the account is linked to (AI_WORKER_CUSTOMER_IDS is empty)")
+        report.ok("customer", "every customer the account is linked to (AI_WORKER_CUSTOMER_IDS is empty)")
         return
     try:
         rows = iris.customers()
     except ServiceError as exc:
         if exc.status != 403:
-            report.problem(f"IRIS {config.iris_url}: cannot list the account's customers: {exc}")
+            report.error("customer", f"IRIS {config.iris_url}: cannot list the account's customers: {exc}")
             return
         rows = None  # no customers_read: what the account sees of the alerts is all there is to go on
     if rows is not None:
         linked = {row.get("customer_id") for row in rows if isinstance(row, dict)}
         for customer_id in wanted:
             if customer_id in linked:
-                report.ok(f"customer {customer_id}: the account is linked to it")
+                report.ok("customer", f"customer {customer_id}: the account is linked to it")
             else:
-                report.problem(f"customer {customer_id}: the IRIS account is not linked to customer {customer_id} "
-                               f"(it is linked to: {', '.join(str(c) for c in sorted(linked, key=str)) or 'none'}); "
-                               "link it (iris_provision does for socstack_tenants), or fix ai_worker_customers")
+                report.error("customer", f"customer {customer_id}: the IRIS account is not linked to customer "
+                                         f"{customer_id} (it is linked to: "
+                                         f"{', '.join(str(c) for c in sorted(linked, key=str)) or 'none'}); link it "
+                                         "(iris_provision does for socstack_tenants), or fix ai_worker_customers")
         return
     for customer_id in wanted:
         try:
             seen = iris.alerts_of_customer(customer_id).get("total") or 0
         except ServiceError as exc:
-            report.problem(f"customer {customer_id}: cannot read its alerts: {exc}")
+            report.error("customer", f"customer {customer_id}: cannot read its alerts: {exc}")
             continue
         if seen:
-            report.ok(f"customer {customer_id}: the account sees its alerts, so it is linked to it")
+            report.ok("customer", f"customer {customer_id}: the account sees its alerts, so it is linked to it")
         else:
-            report.note(f"customer {customer_id}: not confirmed - the account may not list customers "
-                        "(no customers_read) and sees no alert of this customer yet")
+            report.warning("customer", f"customer {customer_id}: not confirmed - the account may not list customers "
+                                       "(no customers_read) and sees no alert of this customer yet")
 
 
 # -------------------------------------------------------------------------------------- Ollama
@@ -193,30 +197,31 @@ def check_ollama(config, report, allow_missing=False, ollama=None):
         names = ollama.model_names()
     except ServiceError as exc:
         if exc.transport is not None:
-            report.problem(unreachable("Ollama", url, exc, ollama.endpoint, config))
+            report.error("ollama", unreachable("Ollama", url, exc, ollama.endpoint, config))
         else:
-            report.problem(f"Ollama {url}: GET /api/tags answered {str(exc).split(': ', 1)[-1]} "
-                           "(is OLLAMA_URL Ollama's base URL?)")
+            report.error("ollama", f"Ollama {url}: GET /api/tags answered {str(exc).split(': ', 1)[-1]} "
+                                   "(is OLLAMA_URL Ollama's base URL?)")
         return
-    report.ok(f"Ollama {url} is reachable")
+    report.ok("ollama", f"Ollama {url} is reachable")
     if ollama.has_model(names):
-        report.ok(f"Ollama {url} has the model {config.ollama_model}")
+        report.ok("model", f"Ollama {url} has the model {config.ollama_model}")
     elif allow_missing:
-        report.note(f"Ollama {url} does not have the model {config.ollama_model} yet; it is pulled before the "
-                    "workers start")
+        report.warning("model", f"Ollama {url} does not have the model {config.ollama_model} yet; it is pulled "
+                                "before the workers start")
     else:
-        report.problem(f"Ollama {url} does not have the model {config.ollama_model} (it has: "
-                       f"{', '.join(names) or 'no model'}); pull it (ai_worker_ollama_pull, or `ollama pull "
-                       f"{config.ollama_model}` there), or fix OLLAMA_MODEL")
+        report.error("model", f"Ollama {url} does not have the model {config.ollama_model} (it has: "
+                              f"{', '.join(names) or 'no model'}); pull it (ai_worker_ollama_pull, or `ollama pull "
+                              f"{config.ollama_model}` there), or fix OLLAMA_MODEL")
 
 
 def check_connection(config, out, allow_missing_model=False):
-    report = Report(out)
-    iris = IrisClient(config)
+    """--check-connection: every check, one line each; the exit code (0, or 1 when a line says error)."""
+    report = Report(out, [config.iris_bearer])
+    iris = IrisClient(config, masker=report.masker)
     if check_iris(config, report, iris):
         check_customers(config, report, iris)
     check_ollama(config, report, allow_missing_model)
-    return EXIT_PROBLEMS if report.problems else EXIT_OK
+    return report.exit_code()
 
 
 def _progress(statuses):
@@ -235,39 +240,39 @@ def _progress(statuses):
 
 def pull_model(config, out, clock=time.monotonic):
     """--pull-model: pull the model when Ollama lacks it. 0 present or pulled, 1 failed."""
-    report = Report(out)
+    report = Report(out, [config.iris_bearer])
     ollama = OllamaClient(config)
     url, model = config.ollama_url, config.ollama_model
     try:
         present = ollama.has_model()
     except ServiceError as exc:
-        report.problem(f"cannot pull {model}: " + unreachable("Ollama", url, exc, ollama.endpoint, config))
-        return EXIT_PROBLEMS
+        report.error("model", f"cannot pull {model}: " + unreachable("Ollama", url, exc, ollama.endpoint, config))
+        return report.exit_code()
     if present:
-        report.ok(f"Ollama {url} has the model {model}; nothing to pull")
-        return EXIT_OK
+        report.ok("model", f"Ollama {url} has the model {model}; nothing to pull")
+        return report.exit_code()
     started = clock()
     try:
         statuses = ollama.pull(config.pull_timeout)
     except ServiceError as exc:
         if exc.transport is not None and exc.transport.timeout:
-            report.problem(f"Ollama {url} did not finish pulling {model} within AI_WORKER_PULL_TIMEOUT="
-                           f"{config.pull_timeout:g}s; a later pull resumes the download (run the role again, or "
-                           "raise ai_worker_ollama_pull_timeout)")
+            report.error("model", f"Ollama {url} did not finish pulling {model} within AI_WORKER_PULL_TIMEOUT="
+                                  f"{config.pull_timeout:g}s; a later pull resumes the download (run the role again, "
+                                  "or raise ai_worker_ollama_pull_timeout)")
         elif exc.transport is not None:
-            report.problem(f"cannot pull {model}: " + unreachable("Ollama", url, exc, ollama.endpoint, config))
+            report.error("model", f"cannot pull {model}: " + unreachable("Ollama", url, exc, ollama.endpoint, config))
         else:
-            report.problem(f"Ollama {url} could not pull {model}: {str(exc).split(': ', 1)[-1]}")
-        return EXIT_PROBLEMS
+            report.error("model", f"Ollama {url} could not pull {model}: {str(exc).split(': ', 1)[-1]}")
+        return report.exit_code()
     for line in _progress(statuses):
-        report.line("pull", line)
+        report.ok("pull", line)
     try:
         present = ollama.has_model()
     except ServiceError as exc:
         present = False
-        report.problem(f"Ollama {url}: cannot list its models after the pull: {exc}")
+        report.error("model", f"Ollama {url}: cannot list its models after the pull: {exc}")
     if not present:
-        report.problem(f"Ollama {url} reported success but does not list {model}")
-        return EXIT_PROBLEMS
-    out.write(f"pulled {model} on {url} in {clock() - started:.0f}s\n")
-    return EXIT_OK
+        report.error("model", f"Ollama {url} reported success but does not list {model}")
+        return report.exit_code()
+    report.ok("model", f"pulled {model} on {url} in {clock() - started:.0f}s")
+    return report.exit_code()

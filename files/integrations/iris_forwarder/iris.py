@@ -50,16 +50,18 @@ class Iris(core.IrisClient):
                          user_agent=PROG, strip_suffix="/alerts/add", log=log)
         self.warned_tls = False  # the verify_tls: false warning was given (or is not wanted)
 
-    def _exchange(self, method, target, body):
+    def _exchange(self, method, target, body, timeout=None, max_bytes=None):
         if self.endpoint.scheme == "https" and not self.endpoint.verify_tls and not self.warned_tls:
             self.warned_tls = True
             self.log.warning("TLS certificate verification is OFF (verify_tls: false)")
-        return super()._exchange(method, target, body)
+        return super()._exchange(method, target, body, timeout, max_bytes)
 
-    def request(self, method, target, payload=None):
-        """One API call with connection retries; returns (status, envelope or None, masked short text)."""
-        answer = super().request(method, target, payload)
-        return answer.status, answer.envelope, answer.text
+    def call(self, method, target, payload=None, *, timeout=None, max_bytes=None):
+        """The envelope's data of a successful call, else the forwarder's Failure (failure_for below)."""
+        answer = self.request(method, target, payload, timeout=timeout, max_bytes=max_bytes)
+        if answer.succeeded:
+            return answer.envelope.get("data")
+        raise failure_for(answer.status, answer.envelope, answer.text, method, target)
 
 
 def failure_for(status, envelope, text, method, target):
@@ -85,16 +87,9 @@ def _clip(text, limit=200):
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-def _succeeded(status, envelope):
-    return 200 <= status < 300 and envelope is not None and envelope.get("status") == "success"
-
-
 def get_data(client, target):
     """GET an API route and return its envelope's data, or raise Failure."""
-    status, envelope, text = client.request("GET", target)
-    if _succeeded(status, envelope):
-        return envelope.get("data")
-    raise failure_for(status, envelope, text, "GET", target)
+    return client.call("GET", target)
 
 
 # ------------------------------------------------------------------------------- severity / status
@@ -202,16 +197,16 @@ def send(client, item, cache_file, ttl, log, *, customers=None, customers_file=N
                                              ttl=ttl, log=log, refresh=refresh)
         body = dict(item["payload"], alert_severity_id=severity_id, alert_status_id=status_id, **extra)
         log.debug(f"POST /alerts/add body: {dumps(body)}")  # masked, then cut, by the log
-        status, envelope, text = client.request("POST", "/alerts/add", body)
-        if _succeeded(status, envelope):
-            data = envelope.get("data")
+        answer = client.request("POST", "/alerts/add", body)
+        if answer.succeeded:
+            data = answer.envelope.get("data")
             return data.get("alert_id") if isinstance(data, dict) else None
-        failure = failure_for(status, envelope, text, "POST", "/alerts/add")
+        failure = failure_for(answer.status, answer.envelope, answer.text, "POST", "/alerts/add")
         if routed and failure.kind == TENANT:  # one tenant's link is missing: its alerts wait, the others go on
             failure.reason = (f"{failure.reason.split(' (the IRIS', 1)[0]} (the IRIS account is not linked to "
                               f"customer {_clip(routed)!r}, id {extra['alert_customer_id']}; link it)")
         if failure.kind == STALE_IDS and not refresh:
-            log.warning(f"IRIS refused the cached severity/status ids; refreshing them ({text[:120]})")
+            log.warning(f"IRIS refused the cached severity/status ids; refreshing them ({answer.text[:120]})")
             refresh = True
             continue
         if failure.kind == STALE_IDS:

@@ -19,7 +19,7 @@ import time
 from socstack_core import preflight as core_preflight
 from socstack_core.options import problems as option_problems
 
-from .iris import ITEM_ERROR, UNAVAILABLE, Failure, Iris, failure_for, fetch_lookups
+from .iris import ITEM_ERROR, UNAVAILABLE, Failure, Iris, fetch_lookups
 from .settings import (
     DEFAULT_TIMEOUT,
     EXIT_CONFIG,
@@ -52,12 +52,9 @@ class Report(core_preflight.Report):
 def get(client, target):
     """(HTTP status or None, data, Failure or None) of one GET: data when IRIS answered success."""
     try:
-        status, envelope, text = client.request("GET", target)
+        return 200, client.call("GET", target), None
     except Failure as failure:
-        return None, None, failure
-    if 200 <= status < 300 and envelope is not None and envelope.get("status") == "success":
-        return status, envelope.get("data"), None
-    return status, None, failure_for(status, envelope, text, "GET", target)
+        return failure.status, None, failure
 
 
 def iris_message(failure):

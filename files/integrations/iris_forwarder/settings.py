@@ -12,12 +12,12 @@ The API key comes from the file the option api_key_file names, in every mode; in
 argument is used only when that option is unset (configurations written before the option existed).
 The same goes for hook_url: the option wins, the HOOK_URL argument is the fallback.
 """
+from socstack_core import integratord
 from socstack_core import options as opt
 
 from .routing import customer_ids, routes
 
 PROG = "custom-wazuh_iris"
-REDIRECT_ARG = "> /dev/null 2>&1"
 
 # Exit codes (docs/forwarder.md, "Exit codes").
 EXIT_OK = 0
@@ -112,20 +112,11 @@ class Args:
         self.check_connection = check_connection
 
 
-SHIFT_HINT = " (an api_key or hook_url containing a space shifts every later argument)"
-
-
-def _count_arg(value, name, default):
-    """Parse integratord's numeric slot; an empty slot gives the default."""
-    if value == "":
-        return default
-    if not value.isdigit():
-        raise UsageError(f"the {name} argument is not a number{SHIFT_HINT}")
-    return int(value)
-
-
 def parse_args(argv):
-    """Return Args for every layout Wazuh 4.x uses, or raise UsageError (argv values never logged)."""
+    """Return Args for every layout Wazuh 4.x uses, or raise UsageError (argv values never logged).
+
+    integratord's layouts are read by socstack_core.integratord, shared with the OpenCTI enrichment.
+    """
     rest = list(argv[1:])
     if rest and rest[0] in ("--replay", "--check-connection"):
         return _parse_option_args(rest[0], rest[1:])
@@ -133,23 +124,12 @@ def parse_args(argv):
         if len(rest) != 2:
             raise UsageError("--check-options takes one options file")
         return Args(options_file=rest[1], check_options=True)
-    if rest and rest[-1] == REDIRECT_ARG:
-        rest.pop()
-    if len(rest) == 3:
-        rest += ["", "", "", ""]
-    elif len(rest) == 4:
-        rest += ["", "", ""]
-    elif len(rest) != 7:
-        raise UsageError(f"got {len(argv) - 1} arguments; expected ALERT_FILE API_KEY HOOK_URL, optionally "
-                         "followed by DEBUG OPTIONS_FILE TIMEOUT RETRIES and '> /dev/null 2>&1', "
-                         f"or --replay --options FILE{SHIFT_HINT}")
-    alert_file, api_key, hook_url, debug, options_file, timeout, retries = rest
-    if debug not in ("", "debug"):
-        raise UsageError(f"the debug argument must be 'debug' or empty{SHIFT_HINT}")
-    timeout = _count_arg(timeout, "timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
-    retries = _count_arg(retries, "retries", DEFAULT_RETRIES)
-    return Args(alert_file=alert_file, api_key=api_key, hook_url=hook_url, debug=debug == "debug",
-                options_file=options_file, timeout=timeout, retries=retries)
+    try:
+        call = integratord.parse(argv, timeout=DEFAULT_TIMEOUT, retries=DEFAULT_RETRIES)
+    except integratord.UsageError as exc:
+        raise UsageError(f"{exc}, or --replay --options FILE") from None
+    return Args(alert_file=call.alert_file, api_key=call.api_key, hook_url=call.hook_url, debug=call.debug,
+                options_file=call.options_file, timeout=call.timeout or DEFAULT_TIMEOUT, retries=call.retries)
 
 
 def _parse_option_args(mode, rest):

@@ -166,8 +166,6 @@ def main(argv=None):
         options, problems = load_options(args.options_file)
         log.debug_enabled = args.debug or options["debug"]
         log.set_path(options["log_file"])
-        if args.timeout_note:
-            log.warning(args.timeout_note)
         for problem in problems:
             log.warning(problem)
         token, problem = token_for(args, options)

@@ -10,11 +10,13 @@ line ``<file>: <problem>``. Exit 0 (no output) when there is none, 6 otherwise.
 --check-connection sends OpenCTI one cheap authenticated GraphQL query (CHECK_QUERY: ``me { name }``)
 with the URL, token, ca_file and verify_tls a run would use, within one deadline (--timeout, default
 10 s). The token is read from a file (``-``: standard input), never from the command line, and is
-masked in every line printed. Nothing is written: no log, no cache, no queue socket. Output:
-``ok: OpenCTI at <url> accepted the token (user <name>)`` and exit 0, or one line per problem:
-an options problem, a URL or token file or ca_file that cannot be used (exit 6); OpenCTI that
-cannot be reached, a TLS certificate refused (name or CA), an HTTP error status with the server's
-text, or the GraphQL errors[].message of the answer (exit 7). Bad command line: exit 2.
+masked in every line printed. Nothing is written: no log, no cache, no queue socket. Output: the host
+programs' one preflight report (socstack_core.preflight, ``<status> <check>: <text>``):
+``ok connection: OpenCTI at <url> accepted the token (user <name>)`` and exit 0, or one ``error`` line
+per problem: an options problem (check ``options``), a token file (``token_file``), a URL (``url``) or
+ca_file (``connection``) that cannot be used (exit 6); OpenCTI that cannot be reached, a TLS certificate
+refused (name or CA), an HTTP error status with the server's text, or the GraphQL errors[].message of
+the answer (``connection``, exit 7). Bad command line: exit 2.
 """
 import sys
 import time
@@ -22,6 +24,7 @@ import time
 from socstack_core import http, jsonio
 from socstack_core import options as opt
 from socstack_core.log import Masker
+from socstack_core.preflight import Report
 
 from .settings import (
     DEFAULT_TIMEOUT,
@@ -161,39 +164,37 @@ def check_connection(given, out, stdin):
     from .graphql import CHECK_QUERY, endpoint_for, request_headers  # noqa: PLC0415
 
     options_path = given.get("--options", "")
-    lines = [f"{options_path}: {problem}" for problem in opt.problems(options_path, OPTIONS)] if options_path else []
     token, problem = read_token(given["--token-file"], stdin)
+    report = Report(Masker([token] if token else ()), out, code_error=EXIT_CONFIG, code_unavailable=EXIT_CHECK_FAILED)
+    for option_problem in opt.problems(options_path, OPTIONS) if options_path else ():
+        report.error("options", f"{options_path}: {option_problem}")
     if problem:
-        lines.append(problem)
-    masker = Masker([token] if token else ())
-    if lines:
-        for line in lines:
-            out.write(masker.mask(line) + "\n")
-        return EXIT_CONFIG
+        report.error("token_file", problem)
+    if report.errors:
+        return report.exit_code()
     options, _problems = opt.load(options_path, OPTIONS)
     url, timeout = given["--url"], given["--timeout"]
     where = safe_url(graphql_url(url))
     try:
         endpoint = endpoint_for(url, options)
     except LookupFailed as exc:
-        out.write(masker.mask(str(exc)) + "\n")
-        return EXIT_CONFIG
+        report.error("url", str(exc))
+        return report.exit_code()
     body = jsonio.dumps({"query": CHECK_QUERY}, ensure_ascii=True).encode("ascii")
     started = time.monotonic()
     try:
         response = http.request(endpoint, "POST", "", headers=request_headers(token), body=body, timeout=timeout,
                                 deadline=started + timeout, max_bytes=MAX_ANSWER_BYTES)
     except http.TransportError as exc:
-        out.write(masker.mask(transport_problem(exc, endpoint.url, where, timeout)) + "\n")
-        return EXIT_CONFIG if exc.config else EXIT_CHECK_FAILED
+        report.error("connection", transport_problem(exc, endpoint.url, where, timeout), unavailable=not exc.config)
+        return report.exit_code()
     # Masked BEFORE any cut: a token straddling a cut would otherwise survive without its tail.
-    found, name = answer_problems(response.status, masker.mask_bytes(response.body), where)
+    found, name = answer_problems(response.status, report.masker.mask_bytes(response.body), where)
     for line in found:
-        out.write(masker.mask(line) + "\n")
-    if found:
-        return EXIT_CHECK_FAILED
-    out.write(masker.mask(f"ok: OpenCTI at {where} accepted the token (user {_one_line(name)})") + "\n")
-    return EXIT_OK
+        report.error("connection", line, unavailable=True)
+    if not found:
+        report.ok("connection", f"OpenCTI at {where} accepted the token (user {_one_line(name)})")
+    return report.exit_code()
 
 
 def main(argv, out=None, stdin=None):

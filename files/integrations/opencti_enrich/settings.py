@@ -1,13 +1,15 @@
 """What a run was asked to do: the command line integratord builds, the options, exit codes and bounds.
 
-    custom-opencti ALERT_FILE API_KEY HOOK_URL [debug [OPTIONS_FILE TIMEOUT RETRIES]] ['> /dev/null 2>&1']
+    custom-opencti ALERT_FILE API_KEY HOOK_URL [DEBUG [OPTIONS_FILE TIMEOUT RETRIES]] ['> /dev/null 2>&1']
 
-Every layout Wazuh 4.x uses is accepted (docs/opencti.md, "Command line"); the literal redirect
-element integratord appends, whole or split, is ignored. The token comes from the file the option
+Every layout Wazuh 4.x uses is accepted (docs/opencti.md, "Command line"), read by
+socstack_core.integratord as for the forwarder; the literal redirect element integratord appends,
+whole or split, is ignored. The token comes from the file the option
 api_key_file names (the role writes it; ossec.conf then has no <api_key>, so it is in no process's
 command line); integratord's API_KEY argument is used only when that option is unset. The role's
 preflight checks have their own command lines (preflight.py): --check-options and --check-connection.
 """
+from socstack_core import integratord
 from socstack_core import options as opt
 
 PROG = "custom-opencti"
@@ -90,43 +92,17 @@ class UsageError(Exception):
     """The command line does not carry what integratord always passes."""
 
 
-class Arguments:
-    """What integratord passed on the command line: alert_file, api_key, hook_url, debug, options_file,
-    timeout, and timeout_note (why the timeout argument was not used, for the log)."""
-
-    __slots__ = ("alert_file", "api_key", "debug", "hook_url", "options_file", "timeout", "timeout_note")
-
-    def __init__(self, **fields):
-        defaults = {"debug": False, "options_file": "", "timeout": DEFAULT_TIMEOUT, "timeout_note": None}
-        for name in self.__slots__:
-            setattr(self, name, fields[name] if name in fields else defaults[name])
-
-
-def _is_redirect(arg):
-    """True for the literal '> /dev/null 2>&1' integratord appends (whole or split)."""
-    text = arg.strip()
-    return text.startswith(">") or text in ("2>&1", "/dev/null")
-
-
 def parse_argv(argv):
-    """Arguments of every Wazuh 4.x layout; raises UsageError (argument values are never put in it)."""
-    args = [a for a in argv[1:] if not _is_redirect(a)]
-    if len(args) < 3:
-        raise UsageError(f"expected at least 3 arguments (alert file, API token, OpenCTI URL), got {len(args)}")
-    alert_file, api_key, hook_url = args[0], args[1], args[2]
-    rest = args[3:]
-    if not hook_url:
+    """The socstack_core.integratord Call of every Wazuh 4.x layout, its timeout brought into 1..MAX_TIMEOUT;
+    raises UsageError (argument values are never put in it)."""
+    try:
+        call = integratord.parse(argv, timeout=DEFAULT_TIMEOUT, retries=0)
+    except integratord.UsageError as exc:
+        raise UsageError(str(exc)) from None
+    if not call.hook_url:
         raise UsageError("the integration needs <hook_url> in its ossec.conf block")
-    timeout, note = DEFAULT_TIMEOUT, None
-    if len(rest) > 2 and rest[2].strip():
-        text = rest[2].strip()
-        if text.isascii() and text.lstrip("-").isdigit():
-            timeout = min(max(int(text), 1), MAX_TIMEOUT)
-        else:
-            note = f"timeout argument {rest[2]!r} is not a number; using {DEFAULT_TIMEOUT} s"
-    return Arguments(alert_file=alert_file, api_key=api_key, hook_url=hook_url,
-                     debug=bool(rest) and rest[0] == "debug", options_file=rest[1] if len(rest) > 1 else "",
-                     timeout=timeout, timeout_note=note)
+    call.timeout = min(max(call.timeout, 1), MAX_TIMEOUT)
+    return call
 
 
 MAX_TOKEN_BYTES = 64 * 1024

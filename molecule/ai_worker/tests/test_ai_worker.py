@@ -153,7 +153,7 @@ def test_the_connection_check_passes_with_the_installed_settings(host):
         result = host.run(f"/usr/local/lib/socstack-ai-worker/iris-ai-worker --check-connection --env-file {ENV_FILE}")
     assert result.rc == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines and all(line.startswith("ok: ") for line in lines), lines
+    assert lines and all(line.startswith("ok ") for line in lines), lines
     assert any("over verified TLS and accepts the API key" in line for line in lines)
 
 

@@ -43,9 +43,9 @@ def writes(stack):
 def test_all_fine_gives_one_ok_line_per_check_and_changes_nothing(ai_stack, tmp_path):
     code, lines = run(tmp_path, **settings(ai_stack, AI_WORKER_CUSTOMER_IDS="1"))
     assert code == 0, lines
-    assert lines and all(line.startswith("ok: ") for line in lines)
+    assert lines and all(line.startswith("ok ") for line in lines)
     assert any("accepts the API key" in line for line in lines)
-    assert any(line.startswith("ok: customer 1:") for line in lines)
+    assert any(line.startswith("ok customer: customer 1:") for line in lines)
     assert any(f"has the model {AI_MODEL}" in line for line in lines)
     assert writes(ai_stack) == [] and ai_stack.ollama.calls == [] and ai_stack.ollama.pulls == []
 
@@ -53,8 +53,9 @@ def test_all_fine_gives_one_ok_line_per_check_and_changes_nothing(ai_stack, tmp_
 def test_a_wrong_key_shows_iris_own_message(ai_stack, tmp_path):
     code, lines = run(tmp_path, **settings(ai_stack, IRIS_BEARER="not-the-key"))
     assert code == 1
-    problems = [line for line in lines if line.startswith("problem: ")]
+    problems = [line for line in lines if line.startswith("error ")]
     assert len(problems) == 1
+    assert problems[0].startswith("error api_key: ")
     assert 'refused the API key (IRIS_BEARER): HTTP 401 "Authentication required"' in problems[0]
     assert "not-the-key" not in "\n".join(lines)
 
@@ -63,25 +64,26 @@ def test_unreachable_iris_and_ollama_each_give_their_line(ai_stack, tmp_path):
     code, lines = run(tmp_path, **settings(ai_stack, IRIS_BASE_URL="http://127.0.0.1:9",
                                            OLLAMA_URL="http://127.0.0.1:9"))
     assert code == 1
-    expected = ["problem: IRIS http://127.0.0.1:9", "problem: Ollama http://127.0.0.1:9"]
+    expected = ["error iris: IRIS http://127.0.0.1:9", "error ollama: Ollama http://127.0.0.1:9"]
     assert [line.split(" is unreachable")[0] for line in lines] == expected
 
 
 def test_a_missing_model_is_a_problem_unless_it_is_about_to_be_pulled(ai_stack, tmp_path):
     code, lines = run(tmp_path, **settings(ai_stack, OLLAMA_MODEL="llama3:70b"))
     assert code == 1
-    assert lines[-1].startswith(f"problem: Ollama {ai_stack.ollama.url} does not have the model llama3:70b (it has: "
-                                f"{AI_MODEL})")
+    assert lines[-1].startswith(f"error model: Ollama {ai_stack.ollama.url} does not have the model llama3:70b "
+                                f"(it has: {AI_MODEL})")
     code, lines = run(tmp_path, extra=["--model-may-be-missing"], **settings(ai_stack, OLLAMA_MODEL="llama3:70b"))
-    assert code == 0 and lines[-1].startswith("note: ")
+    assert code == 0 and lines[-1].startswith("warning model: ")
 
 
 def test_an_account_not_linked_to_a_customer_is_named(ai_stack, tmp_path):
     other = ai_stack.iris.add_customer("Acme")
     code, lines = run(tmp_path, **settings(ai_stack, AI_WORKER_CUSTOMER_IDS=f"1,{other}"))
     assert code == 1
-    problems = [line for line in lines if line.startswith("problem: ")]
-    assert problems == [f"problem: customer {other}: the IRIS account is not linked to customer {other} (it is linked "
+    problems = [line for line in lines if line.startswith("error ")]
+    assert problems == [f"error customer: customer {other}: the IRIS account is not linked to customer {other} "
+                        "(it is linked "
                         "to: 1); link it (iris_provision does for socstack_tenants), or fix ai_worker_customers"]
 
 
@@ -92,8 +94,8 @@ def test_without_customers_read_the_link_is_confirmed_by_the_alerts_it_sees(ai_s
     other = ai_stack.iris.add_customer("Acme")
     code, lines = run(tmp_path, **settings(ai_stack, IRIS_BEARER=key, AI_WORKER_CUSTOMER_IDS=f"1,{other}"))
     assert code == 0, lines
-    assert any(line.startswith("ok: customer 1: the account sees its alerts") for line in lines)
-    assert any(line.startswith(f"note: customer {other}: not confirmed") for line in lines)
+    assert any(line.startswith("ok customer: customer 1: the account sees its alerts") for line in lines)
+    assert any(line.startswith(f"warning customer: customer {other}: not confirmed") for line in lines)
 
 
 def test_an_account_that_may_not_read_alerts_is_a_problem(ai_stack, tmp_path):
@@ -136,7 +138,7 @@ def test_tls_with_another_ca_or_another_host_name_is_named(tls_iris, certificate
     by_name = tls_iris[0].url.replace("127.0.0.1", "localhost")
     code, lines = run(tmp_path, **tls_values(tls_iris, certificates, IRIS_BASE_URL=by_name))
     assert code == 1
-    assert lines[0].startswith(f"problem: IRIS {by_name}: its TLS certificate is not accepted (")
+    assert lines[0].startswith(f"error iris: IRIS {by_name}: its TLS certificate is not accepted (")
     assert "host name" in lines[0]
 
 
@@ -152,16 +154,16 @@ def test_the_launcher_runs_the_check_as_the_role_does(ai_stack, tmp_path):
 def test_a_missing_model_is_pulled_and_then_listed(ai_stack, tmp_path):
     code, lines = run(tmp_path, "--pull-model", **settings(ai_stack, OLLAMA_MODEL="qwen2.5:3b"))
     assert code == 0, lines
-    assert lines[0] == "pull: pulling manifest"
-    assert "pull: success" in lines
-    assert lines[-1].startswith(f"pulled qwen2.5:3b on {ai_stack.ollama.url} in ")
+    assert lines[0] == "ok pull: pulling manifest"
+    assert "ok pull: success" in lines
+    assert lines[-1].startswith(f"ok model: pulled qwen2.5:3b on {ai_stack.ollama.url} in ")
     assert "qwen2.5:3b" in ai_stack.ollama.models and ai_stack.ollama.pulls == ["qwen2.5:3b"]
 
 
 def test_a_present_model_is_not_pulled(ai_stack, tmp_path):
     code, lines = run(tmp_path, "--pull-model", **settings(ai_stack))
     assert code == 0
-    assert lines == [f"ok: Ollama {ai_stack.ollama.url} has the model {AI_MODEL}; nothing to pull"]
+    assert lines == [f"ok model: Ollama {ai_stack.ollama.url} has the model {AI_MODEL}; nothing to pull"]
     assert ai_stack.ollama.pulls == []
 
 
@@ -169,7 +171,7 @@ def test_a_model_the_library_lacks_gives_ollama_error(ai_stack, tmp_path):
     ai_stack.ollama.library = {AI_MODEL}
     code, lines = run(tmp_path, "--pull-model", **settings(ai_stack, OLLAMA_MODEL="nope:1b"))
     assert code == 1
-    assert lines == [f"problem: Ollama {ai_stack.ollama.url} could not pull nope:1b: HTTP 200 "
+    assert lines == [f"error model: Ollama {ai_stack.ollama.url} could not pull nope:1b: HTTP 200 "
                      "pull model manifest: file does not exist"]
 
 
@@ -188,7 +190,7 @@ def test_the_pull_deadline_is_one_hard_bound(ai_stack, tmp_path):
     assert done.wait(30), "the pull did not end"
     code, lines = result["answer"]
     assert code == 1
-    assert lines == [f"problem: Ollama {ai_stack.ollama.url} did not finish pulling slow:1b within "
+    assert lines == [f"error model: Ollama {ai_stack.ollama.url} did not finish pulling slow:1b within "
                      "AI_WORKER_PULL_TIMEOUT=1s; a later pull resumes the download (run the role again, or raise "
                      "ai_worker_ollama_pull_timeout)"]
     assert "slow:1b" not in ai_stack.ollama.models
@@ -197,4 +199,4 @@ def test_the_pull_deadline_is_one_hard_bound(ai_stack, tmp_path):
 def test_an_unreachable_ollama_names_the_url(ai_stack, tmp_path):
     code, lines = run(tmp_path, "--pull-model", **settings(ai_stack, OLLAMA_URL="http://127.0.0.1:9/api/generate"))
     assert code == 1
-    assert lines[0].startswith("problem: cannot pull phi4-mini:latest: Ollama http://127.0.0.1:9 is unreachable: ")
+    assert lines[0].startswith("error model: cannot pull phi4-mini:latest: Ollama http://127.0.0.1:9 is unreachable: ")

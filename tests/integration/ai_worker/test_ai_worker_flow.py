@@ -144,6 +144,24 @@ def test_at_the_rate_limit_the_worker_waits_the_rest_of_the_window_not_a_poll(st
     assert 10 < worker._idle_seconds() <= 15
 
 
+def test_at_the_rate_limit_the_next_batch_is_claimed_while_the_oldest_settles(stack):
+    """bench_ai_worker --max-per-minute: the second minute's batches were claimed only after the first of them was
+    processed (its settle time in between), so the configured rate was not reached (36/min where it was 40)."""
+    for _unused in range(4):
+        stack.alert()
+    worker = stack.worker(AI_WORKER_MAX_PER_CYCLE=2, AI_WORKER_MAX_PER_MINUTE=4, AI_WORKER_POLL_SECONDS=300)
+    worker.pipelined = True  # as run_forever runs it
+    earlier = time.monotonic() - 59.7  # two claims of the last minute leave the window in 0.3 s
+    worker.rate.events.extend([earlier, earlier])
+    assert worker.run_cycle() is True and [len(batch) for batch in worker.carry] == [2]
+    started = time.monotonic()
+    assert worker.run_cycle() is True  # waited for the two slots instead of processing the first batch
+    assert 0.1 < time.monotonic() - started < 3
+    assert worker.run_cycle() is True and [len(batch) for batch in worker.carry] == [2, 2]
+    assert stack.ollama.calls == []  # nothing processed yet: both batches settle side by side
+    worker._release_carry("test over")
+
+
 def test_bad_answers_are_counted_in_tags_until_ai_failed(stack):
     alert_id = stack.alert()
     stack.ollama.responder = lambda prompt, system, fmt: "Sorry, I cannot help with that."

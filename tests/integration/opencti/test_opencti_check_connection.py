@@ -66,7 +66,8 @@ def check(url, files, *extra, stdin=""):
 def test_success_sends_one_authenticated_query_and_writes_nothing(emu, files):
     before = files.listing()
     code, output = check(emu.url, files)
-    assert (code, output) == (EXIT_OK, [f"ok: OpenCTI at {emu.graphql_url} accepted the token (user wazuh-enrichment)"])
+    assert (code, output) == (EXIT_OK, [f"ok connection: OpenCTI at {emu.graphql_url} accepted the token "
+                                        "(user wazuh-enrichment)"])
     [request] = emu.requests
     assert request["authorized"] and request["path"] == "/graphql"
     assert request["body"] == {"query": CHECK}
@@ -77,14 +78,14 @@ def test_token_from_standard_input(emu):
     out = io.StringIO()
     argv = ["custom-opencti", "--check-connection", "--url", emu.graphql_url, "--token-file", "-"]
     assert preflight.main(argv, out, io.TextIOWrapper(io.BytesIO(OPENCTI_TOKEN.encode()))) == EXIT_OK
-    assert out.getvalue().startswith("ok: ") and emu.requests[-1]["authorized"]
+    assert out.getvalue().startswith("ok connection: ") and emu.requests[-1]["authorized"]
 
 
 def test_wrong_token_gets_the_servers_graphql_error(emu, files):
     files.token.write_text("wrong-token-0123456789abcdef\n")
     code, output = check(emu.url, files)
     assert code == EXIT_FAILED
-    assert output == [f"OpenCTI at {emu.graphql_url} returned a GraphQL error: "
+    assert output == [f"error connection: OpenCTI at {emu.graphql_url} returned a GraphQL error: "
                       "You must be logged in to do this. (AUTH_REQUIRED)"]
     assert emu.requests[0]["authorized"] is False
 
@@ -94,7 +95,7 @@ def test_http_refusal_shows_the_status_and_the_servers_text_token_masked(emu, fi
     emu.fault = f"http_{status}"
     emu.error_message = f"Access denied for Bearer {OPENCTI_TOKEN}"
     code, output = check(emu.url, files)
-    assert (code, output) == (EXIT_FAILED, [f"OpenCTI at {emu.graphql_url} refused the token: "
+    assert (code, output) == (EXIT_FAILED, [f"error connection: OpenCTI at {emu.graphql_url} refused the token: "
                                             f"HTTP {status}: Access denied for Bearer ***"])
 
 
@@ -102,17 +103,18 @@ def test_graphql_error_text_is_shown(emu, files):
     emu.fault = "graphql_errors"
     emu.error_message = "Platform is starting"
     code, output = check(emu.url, files)
-    assert (code, output) == (EXIT_FAILED, [f"OpenCTI at {emu.graphql_url} returned a GraphQL error: "
+    assert (code, output) == (EXIT_FAILED, [f"error connection: OpenCTI at {emu.graphql_url} returned a GraphQL error: "
                                             "Platform is starting (FUNCTIONAL_ERROR)"])
 
 
 def test_other_http_status_and_wrong_path(emu, files):
     emu.fault = "http_500"
-    assert check(emu.url, files) == (EXIT_FAILED, [f"OpenCTI at {emu.graphql_url} answered HTTP 500: "
+    assert check(emu.url, files) == (EXIT_FAILED, [f"error connection: OpenCTI at {emu.graphql_url} answered HTTP 500: "
                                                    "Internal Server Error"])
     emu.fault = None
     code, [line] = check(emu.url + "/api", files)
-    assert code == EXIT_FAILED and line.startswith(f"OpenCTI at {emu.url}/api/graphql answered HTTP 404: ")
+    assert code == EXIT_FAILED
+    assert line.startswith(f"error connection: OpenCTI at {emu.url}/api/graphql answered HTTP 404: ")
 
 
 def test_unreachable_names_the_url(files):
@@ -120,19 +122,21 @@ def test_unreachable_names_the_url(files):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed when the block ends: nothing listens there
     code, output = check(f"http://127.0.0.1:{port}", files)
-    assert (code, output) == (EXIT_FAILED, [f"cannot reach OpenCTI at http://127.0.0.1:{port}/graphql: "
+    assert (code, output) == (EXIT_FAILED, [f"error connection: cannot reach OpenCTI at http://127.0.0.1:{port}"
+                                            "/graphql: "
                                             "Connection refused"])
 
 
 def test_deadline(emu, files):
     emu.delay = 30  # the emulator's reset() at the next test's start ends the wait
     code, output = check(emu.url, files, "--timeout", "1")
-    assert (code, output) == (EXIT_FAILED, [f"OpenCTI at {emu.graphql_url} did not answer within 1 s"])
+    assert (code, output) == (EXIT_FAILED, [f"error connection: OpenCTI at {emu.graphql_url} did not answer "
+                                            "within 1 s"])
 
 
 def test_https_to_a_plain_http_server(emu, files):
     code, [line] = check(f"https://127.0.0.1:{emu.port}", files)
-    assert code == EXIT_FAILED and line.startswith(f"TLS error talking to OpenCTI at https://127.0.0.1:{emu.port}/graphql")
+    assert code == EXIT_FAILED and line.startswith(f"error connection: TLS error talking to OpenCTI at https://127.0.0.1:{emu.port}/graphql")
 
 
 # --------------------------------------------------------------------------- TLS
@@ -148,7 +152,7 @@ def tls_emu(certificates):
 def test_tls_with_the_right_ca(tls_emu, files, certificates):
     files.set_options({"ca_file": str(certificates / "ca.pem")})
     code, output = check(tls_emu.url, files)
-    assert (code, output) == (EXIT_OK, [f"ok: OpenCTI at {tls_emu.graphql_url} accepted the token "
+    assert (code, output) == (EXIT_OK, [f"ok connection: OpenCTI at {tls_emu.graphql_url} accepted the token "
                                         "(user wazuh-enrichment)"])
 
 
@@ -158,7 +162,7 @@ def test_tls_name_mismatch(tls_emu, files, certificates):
     url = f"https://localhost:{tls_emu.port}"
     code, [line] = check(url, files)
     assert code == EXIT_FAILED
-    assert line.startswith(f"TLS certificate of OpenCTI at {url}/graphql refused: ")
+    assert line.startswith(f"error connection: TLS certificate of OpenCTI at {url}/graphql refused: ")
     assert "mismatch" in line.lower() and "localhost" in line
     assert line.endswith("(the URL's host must be a name or address the certificate is issued for)")
 
@@ -168,7 +172,7 @@ def test_tls_ca_mismatch(tls_emu, files, tls_files):
     files.set_options({"ca_file": str(other_ca)})
     code, [line] = check(tls_emu.url, files)
     assert code == EXIT_FAILED
-    assert line.startswith(f"TLS certificate of OpenCTI at {tls_emu.graphql_url} refused: ")
+    assert line.startswith(f"error connection: TLS certificate of OpenCTI at {tls_emu.graphql_url} refused: ")
     assert "issuer" in line or "self" in line  # OpenSSL: unable to get local issuer certificate
     assert line.endswith("(ca_file must hold the CA that signed OpenCTI's certificate (without it, the system "
                          "store is used))")
@@ -190,7 +194,7 @@ def test_launcher_checks_with_the_token_on_standard_input(emu, files, tmp_path):
     done = subprocess.run(argv, input=OPENCTI_TOKEN + "\n", env=env, capture_output=True, text=True, timeout=60,
                           check=False)
     assert (done.returncode, done.stdout, done.stderr) == (
-        EXIT_OK, f"ok: OpenCTI at {emu.graphql_url} accepted the token (user wazuh-enrichment)\n", "")
+        EXIT_OK, f"ok connection: OpenCTI at {emu.graphql_url} accepted the token (user wazuh-enrichment)\n", "")
     done = subprocess.run(argv, input="wrong-token-0123456789\n", env=env, capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == EXIT_FAILED and "AUTH_REQUIRED" in done.stdout
