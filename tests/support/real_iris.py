@@ -129,6 +129,9 @@ class RealIris:
             if state.strip() != "true":
                 break
             time.sleep(1)
+        self._boot_failed()
+
+    def _boot_failed(self):
         logs = _docker("logs", "--tail", "30", f"{self.prefix}-app", check=False)
         raise RuntimeError(f"the real IRIS did not answer /api/ping within {BOOT_TIMEOUT} s; "
                            f"last app log lines:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
@@ -147,9 +150,7 @@ class RealIris:
             if state.strip() != "true":
                 break
             time.sleep(2)
-        logs = _docker("logs", "--tail", "30", f"{self.prefix}-app", check=False)
-        raise RuntimeError(f"the real IRIS did not answer /api/ping within {BOOT_TIMEOUT} s; "
-                           f"last app log lines:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
+        self._boot_failed()
 
     def front(self, host, port, tls_dir):
         """nginx with TLS in front of the app, in the network namespace of container ``host``, which is

@@ -94,19 +94,16 @@ class UsageError(Exception):
     """The command line matches none of the supported layouts."""
 
 
-class Args:
-    """What the command line asked for."""
+class Args(integratord.Call):
+    """What the command line asked for: integratord's call (socstack_core.integratord.Call) and the modes."""
+
+    __slots__ = ("check_connection", "check_options", "replay")
 
     def __init__(self, *, alert_file="", api_key="", hook_url="", debug=False, options_file="",
                  timeout=DEFAULT_TIMEOUT, retries=DEFAULT_RETRIES, replay=False, check_options=False,
                  check_connection=False):
-        self.alert_file = alert_file
-        self.api_key = api_key
-        self.hook_url = hook_url
-        self.debug = debug
-        self.options_file = options_file
-        self.timeout = timeout
-        self.retries = retries
+        super().__init__(alert_file, api_key, hook_url, debug=debug, options_file=options_file, timeout=timeout,
+                         retries=retries)
         self.replay = replay
         self.check_options = check_options
         self.check_connection = check_connection
