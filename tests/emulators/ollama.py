@@ -133,10 +133,12 @@ class _Handler(BaseHTTPRequestHandler):
         emulator = self.server.emulator
         model = str(body.get("model") or "")
         lines = emulator.pull_lines(model)
+        # The model is listed before its final line goes out, as Ollama's is when a client reads "success"
+        # (a client that asks /api/tags right after must find it: this was a race on a loaded machine).
         if body.get("stream", True) is False:
             final = lines[-1]
-            self._send(200 if "error" not in final else 500, final)  # 500 for an error: this emulator's choice
             emulator.pulled(model, lines)
+            self._send(200 if "error" not in final else 500, final)  # 500 for an error: this emulator's choice
             return
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
@@ -146,11 +148,12 @@ class _Handler(BaseHTTPRequestHandler):
             for position, line in enumerate(lines):
                 if position and emulator.pull_delay:
                     time.sleep(emulator.pull_delay)
+                if position == len(lines) - 1:
+                    emulator.pulled(model, lines)
                 self.wfile.write(json.dumps(line).encode() + b"\n")
                 self.wfile.flush()
         except OSError:
             return  # the client gave up (its deadline): like Ollama, the pull stops here
-        emulator.pulled(model, lines)
 
     def log_message(self, format, *args):
         """Silent: tests read emu.calls instead."""
@@ -220,7 +223,7 @@ class OllamaEmulator:
                 {"status": "removing any unused layers"}, {"status": "success"}]
 
     def pulled(self, model, lines):
-        """After the last line went out: the model is listed from now on."""
+        """Just before the final line goes out: the model is listed from now on."""
         name = model if ":" in model else f"{model}:latest"
         if lines[-1].get("status") == "success":
             with self.lock:
