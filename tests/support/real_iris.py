@@ -112,45 +112,44 @@ class RealIris:
         return self
 
     def _wait(self):
-        # the host port is chosen again at each container start
+        """Wait for /api/ping through the published port (chosen again at each container start)."""
         port = _docker("port", f"{self.prefix}-app", "8000/tcp").stdout.split("\n")[0].rsplit(":", 1)[1]
         self.url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + BOOT_TIMEOUT
         request = urllib.request.Request(self.url + "/api/ping",
                                          headers={"Authorization": "Bearer " + self.admin_api_key})
-        while time.monotonic() < deadline:
+
+        def answers():
             try:
                 with urllib.request.urlopen(request, timeout=10) as answer:
-                    if answer.status == 200 and json.loads(answer.read()).get("message") == "pong":
-                        return
+                    return answer.status == 200 and json.loads(answer.read()).get("message") == "pong"
             except (OSError, ValueError, urllib.error.URLError):
-                pass
-            state = _docker("inspect", "-f", "{{.State.Running}}", f"{self.prefix}-app", check=False).stdout
-            if state.strip() != "true":
-                break
-            time.sleep(1)
-        self._boot_failed()
+                return False
 
-    def _boot_failed(self):
-        logs = _docker("logs", "--tail", "30", f"{self.prefix}-app", check=False)
-        raise RuntimeError(f"the real IRIS did not answer /api/ping within {BOOT_TIMEOUT} s; "
-                           f"last app log lines:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
+        self._wait_for(answers, pause=1)
 
     def _wait_inside(self):
         """Wait for /api/ping asked from inside the app container (no port published)."""
-        deadline = time.monotonic() + BOOT_TIMEOUT
         probe = ("import json, os, sys, urllib.request as u\n"
                  "r = u.Request('http://127.0.0.1:8000/api/ping', headers={'Authorization': 'Bearer '"
                  " + os.environ['IRIS_ADM_API_KEY']})\n"
                  "sys.exit(json.loads(u.urlopen(r, timeout=10).read()).get('message') != 'pong')\n")
+        self._wait_for(lambda: _docker("exec", f"{self.prefix}-app", "python3", "-c", probe, check=False,
+                                       timeout=60).returncode == 0, pause=2)
+
+    def _wait_for(self, answers, pause):
+        """Until answers() is true, while the app container runs, for at most BOOT_TIMEOUT seconds; else raise
+        with the app's last log lines."""
+        deadline = time.monotonic() + BOOT_TIMEOUT
         while time.monotonic() < deadline:
-            if _docker("exec", f"{self.prefix}-app", "python3", "-c", probe, check=False, timeout=60).returncode == 0:
+            if answers():
                 return
             state = _docker("inspect", "-f", "{{.State.Running}}", f"{self.prefix}-app", check=False).stdout
             if state.strip() != "true":
                 break
-            time.sleep(2)
-        self._boot_failed()
+            time.sleep(pause)
+        logs = _docker("logs", "--tail", "30", f"{self.prefix}-app", check=False)
+        raise RuntimeError(f"the real IRIS did not answer /api/ping within {BOOT_TIMEOUT} s; "
+                           f"last app log lines:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
 
     def front(self, host, port, tls_dir):
         """nginx with TLS in front of the app, in the network namespace of container ``host``, which is
